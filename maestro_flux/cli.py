@@ -1,0 +1,79 @@
+"""The ``maestro-flux`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import sys
+
+from maestro_flux import __version__, flux_api, registration
+from maestro_flux.errors import MaestroFluxError
+
+
+def version_text() -> str:
+    """Package, maestrowf and flux-python versions, and how Maestro finds us."""
+    maestro = importlib.metadata.version("maestrowf")
+    bindings = flux_api.bindings_version() or "not installed"
+    return (f"maestro-flux {__version__}\n"
+            f"maestrowf {maestro}\n"
+            f"flux-python {bindings}\n"
+            f"mechanism: {registration.mechanism()}")
+
+
+def _install_shim(args: argparse.Namespace) -> int:
+    print(f"wrote {registration.install_shim()}")
+    return 0
+
+
+def _remove_shim(args: argparse.Namespace) -> int:
+    removed = registration.remove_shim()
+    print(f"removed {removed}" if removed else "nothing to remove (pip owns the shim, or none)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from maestro_flux.runner import run_study
+
+    return run_study(args.spec, size=args.size, dry=args.dry, maestro_args=args.maestro_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="maestro-flux",
+                                  description="Flux Framework adapter for Maestro.",
+                                  formatter_class=argparse.RawTextHelpFormatter)
+    top.add_argument("--version", action="version", version=version_text())
+    sub = top.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run a study on Flux, starting a private instance if "
+                                     "no broker is reachable")
+    run.add_argument("spec", help="Maestro study specification (YAML)")
+    run.add_argument("--size", type=int, default=1,
+                     help="brokers in the private instance (flux start --test-size)")
+    run.add_argument("--dry", action="store_true", help="write the scripts, submit nothing")
+    run.add_argument("maestro_args", nargs=argparse.REMAINDER,
+                     help="further 'maestro run' options (after --)")
+    run.set_defaults(func=_run)
+    shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
+    shim.set_defaults(func=_install_shim)
+    unshim = sub.add_parser("remove-shim", help="undo install-shim")
+    unshim.set_defaults(func=_remove_shim)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        parser().print_help()
+        return 2
+    try:
+        return args.func(args)
+    except MaestroFluxError as err:
+        print(f"maestro-flux: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"maestro-flux: {err.filename or ''} {err.strerror or err}".strip(),
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The resource model: one step's request, from which the script header, the
+jobspec and the $(LAUNCHER) command are all derived.
+
+A step runs either as a *nested* Flux instance (like ``flux batch``), where the
+allocation is ``slots`` slots of ``cores_per_slot`` cores and ``gpus_per_slot``
+GPUs spread over ``nodes`` nodes and $(LAUNCHER) packs tasks into it, or as a
+*direct* job: one task holding all of the step's cores and GPUs, with no
+broker start-up cost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from maestro_flux.errors import StepError
+from maestro_flux.urgency import urgency_of
+
+LAUNCHER_TOKEN = "$(LAUNCHER)"
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """What one step asks of Flux. Nothing here knows about Flux's API."""
+
+    nested: bool
+    nodes: int | None
+    slots: int
+    cores_per_slot: int
+    gpus_per_slot: int
+    exclusive: bool
+    duration: float  # seconds; 0 means unlimited
+    urgency: int
+    # What $(LAUNCHER) asks for inside a nested instance.
+    tasks: int
+    cores_per_task: int
+    gpus_per_task: int
+    launcher_exclusive: bool
+
+
+def _count(run: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
+    value = run.get(key, default)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise StepError(f"'{key}' must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise StepError(f"'{key}' must be at least {minimum}, not {number}")
+    return number
+
+
+_FSD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_FSD_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def walltime_seconds(value: Any) -> float:
+    """Seconds in a Maestro walltime.
+
+    Accepts ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, Flux Standard Duration
+    (``90s``, ``10m``, ``2h``, ``1d``), and bare numbers, which mean minutes as
+    they do for ``flux batch -t`` and Slurm. 0, empty and ``inf`` mean unlimited.
+    """
+    if value in (None, "", 0, "0", "inf", "infinity", "unlimited"):
+        return 0.0
+    if isinstance(value, bool):
+        raise StepError(f"'walltime' must be a duration, not {value!r}")
+    if isinstance(value, (int, float)):
+        return _checked(float(value) * 60, value)
+    text = str(value).strip()
+    if ":" in text:
+        return _checked(_colon_seconds(text), value)
+    match = _FSD.match(text)
+    if not match:
+        raise StepError(f"'walltime' {value!r} is not HH:MM:SS, a number of minutes, "
+                        "or a duration such as 90s, 10m, 2h, 1d")
+    unit = match.group(2) or "m"
+    return _checked(float(match.group(1)) * _FSD_UNITS[unit], value)
+
+
+def _colon_seconds(text: str) -> float:
+    days = 0.0
+    if "-" in text:
+        day_text, text = text.split("-", 1)
+        days = _number(day_text, text)
+    parts = text.split(":")
+    if len(parts) > 3:
+        raise StepError(f"'walltime' {text!r} has too many ':' fields")
+    seconds = 0.0
+    for power, part in enumerate(reversed(parts)):
+        seconds += _number(part, text) * 60**power
+    return days * 86400 + seconds
+
+
+def _number(part: str, whole: str) -> float:
+    try:
+        number = float(part)
+    except ValueError:
+        raise StepError(f"'walltime' {whole!r} is not HH:MM:SS") from None
+    if number < 0:
+        raise StepError(f"'walltime' {whole!r} is negative")
+    return number
+
+
+def _checked(seconds: float, original: Any) -> float:
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise StepError(f"'walltime' {original!r} is not a finite, positive duration")
+    return seconds
+
+
+def _exclusive(run: Mapping[str, Any]) -> tuple[bool, bool]:
+    value = run.get("exclusive")
+    if isinstance(value, Mapping):
+        return bool(value.get("allocation")), bool(value.get("launcher"))
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1"), False
+    return bool(value), False
+
+
+def uses_launcher(run: Mapping[str, Any]) -> bool:
+    """True if the step's command or restart command uses $(LAUNCHER)."""
+    return any(LAUNCHER_TOKEN in (run.get(key) or "") for key in ("cmd", "restart"))
+
+
+def wants_nested(run: Mapping[str, Any], nodes: int | None, default: bool | None) -> bool:
+    """The nested-or-direct rule (documented in README and docs/).
+
+    The step key ``nested`` wins, then the batch block's ``nested``; otherwise a
+    step that uses $(LAUNCHER) or asks for more than one node gets its own
+    instance, and every other step runs as a plain job.
+    """
+    if isinstance(run.get("nested"), bool):
+        return run["nested"]
+    if default is not None:
+        return default
+    return uses_launcher(run) or (nodes or 0) > 1
+
+
+def step_resources(run: Mapping[str, Any], nested_default: bool | None = None,
+                   guest: bool = False) -> StepResources:
+    """Build the resource model of one step from its ``run:`` keys.
+
+    Args:
+        run: the step's run block (nodes, procs, cores per task, gpus,
+            exclusive, walltime, priority, nested).
+        nested_default: the batch block's ``nested`` key, if set.
+        guest: clamp urgency to what a guest of the instance may ask for.
+
+    Returns:
+        StepResources. Raises StepError naming the key at fault.
+    """
+    nodes = _count(run, "nodes", None, 1)
+    procs = _count(run, "procs", nodes or 1, 1)
+    cores = _count(run, "cores per task", 1, 1)
+    gpus = _count(run, "gpus", 0, 0)
+    exclusive, launcher_exclusive = _exclusive(run)
+    nested = wants_nested(run, nodes, nested_default)
+    if nodes and nodes > procs:
+        raise StepError(f"'nodes' ({nodes}) must not exceed 'procs' ({procs}): Flux places at "
+                        "least one task on every node")
+    if exclusive and not nodes:
+        raise StepError("'exclusive' needs a node count: set 'nodes' on the step")
+    if not nested and (nodes or 0) > 1:
+        raise StepError(f"'nested: false' cannot span {nodes} nodes: a plain job is one task; "
+                        "remove 'nested' or set it to true")
+    if nested:
+        slots, per_slot_cores, per_slot_gpus = procs, cores, gpus
+    else:
+        slots, per_slot_cores, per_slot_gpus = 1, procs * cores, procs * gpus
+    return StepResources(
+        nested=nested, nodes=nodes, slots=slots, cores_per_slot=per_slot_cores,
+        gpus_per_slot=per_slot_gpus, exclusive=exclusive,
+        duration=walltime_seconds(run.get("walltime")),
+        urgency=urgency_of(run.get("priority"), guest=guest),
+        tasks=procs, cores_per_task=cores, gpus_per_task=gpus,
+        launcher_exclusive=launcher_exclusive,
+    )

@@ -1,0 +1,104 @@
+"""Flux job states and results, and what Maestro is told about them.
+
+``job-list`` answers with numeric state and result codes (flux/constants.py);
+these tables are the whole mapping, in the style of PSI/J's _STATE_MAP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maestrowf.abstracts.enums import State
+
+#: Flux state bit -> name, as flux.job.info spells them.
+STATE_NAMES = {1: "NEW", 2: "DEPEND", 4: "PRIORITY", 8: "SCHED", 16: "RUN",
+               32: "CLEANUP", 64: "INACTIVE"}
+#: Flux result bit -> name.
+RESULT_NAMES = {1: "COMPLETED", 2: "FAILED", 4: "CANCELED", 8: "TIMEOUT"}
+
+#: Active Flux states -> Maestro State. Maestro only acts on RUNNING and the
+#: terminal states; the others are shown by ``maestro status``.
+ACTIVE_STATE_MAP = {
+    "NEW": State.PENDING,
+    "DEPEND": State.PENDING,
+    "PRIORITY": State.PENDING,  # the built-in adapter misses this one
+    "SCHED": State.QUEUED,
+    "RUN": State.RUNNING,
+    "CLEANUP": State.FINISHING,
+}
+
+#: Results of INACTIVE jobs -> Maestro State. TIMEOUT stays distinct because
+#: Maestro restarts timed-out steps that have a restart command.
+RESULT_MAP = {
+    "COMPLETED": State.FINISHED,
+    "FAILED": State.FAILED,
+    "CANCELED": State.CANCELLED,
+    "TIMEOUT": State.TIMEDOUT,
+}
+
+#: Exception types -> a reason a person can act on.
+REASONS = {
+    "alloc": "the scheduler cannot satisfy the request",
+    "exec": "the job's command could not be started",
+    "timeout": "the job ran past its time limit",
+    "cancel": "the job was canceled",
+    "node-failure": "a node of the job failed",
+    "lost": "the job's resources were lost",
+}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as job-list reports it, reduced to what Maestro needs."""
+
+    state: str
+    result: str | None = None
+    returncode: int | None = None
+    exception_type: str | None = None
+    exception_note: str | None = None
+
+    @property
+    def maestro_state(self) -> State:
+        if self.state != "INACTIVE":
+            return ACTIVE_STATE_MAP.get(self.state, State.UNKNOWN)
+        return RESULT_MAP.get(self.result or "", State.UNKNOWN)
+
+    def reason(self) -> str:
+        """One line that says why an inactive job did not complete."""
+        parts = []
+        if self.result:
+            parts.append(self.result)
+        if self.returncode is not None:
+            parts.append(f"exit code {self.returncode}")
+        if self.exception_type:
+            explained = REASONS.get(self.exception_type, self.exception_type)
+            note = f": {self.exception_note}" if self.exception_note else ""
+            parts.append(f"{explained}{note}")
+        return ", ".join(parts)
+
+
+def returncode_of(waitstatus: int | None, result: str | None) -> int | None:
+    """Flux's JobInfo.returncode rule: the job shell's exit code, minus the signal
+    if the shell itself was killed, -128 for a job canceled before it ran, and 1
+    for a job that failed before it started (an alloc exception, say)."""
+    if waitstatus is None:
+        return {"CANCELED": -128, "FAILED": 1}.get(result or "")
+    if waitstatus & 0x7F:
+        return -(waitstatus & 0x7F)
+    return (waitstatus >> 8) & 0xFF
+
+
+def status_from_listing(entry: dict) -> JobStatus:
+    """A JobStatus from one raw job-list entry (numeric state and result)."""
+    state = STATE_NAMES.get(entry.get("state"), "UNKNOWN")
+    if state != "INACTIVE":
+        return JobStatus(state=state)
+    result = RESULT_NAMES.get(entry.get("result"))
+    occurred = entry.get("exception_occurred")
+    return JobStatus(
+        state=state,
+        result=result,
+        returncode=returncode_of(entry.get("waitstatus"), result),
+        exception_type=(entry.get("exception_type") or None) if occurred else None,
+        exception_note=(entry.get("exception_note") or None) if occurred else None,
+    )

@@ -1,0 +1,38 @@
+"""`flux run` inside a job of the test double: start -n tasks, wait, exit with the
+highest exit code, as a job shell would report it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "run":
+        print(f"fluxdouble: only 'flux run' is available in a job, not {argv[:1]}",
+              file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="flux run")
+    parser.add_argument("-N", "--nodes", type=int)
+    parser.add_argument("-n", "--ntasks", type=int, default=1)
+    parser.add_argument("-c", "--cores-per-task", type=int, default=1)
+    parser.add_argument("-g", "--gpus-per-task", type=int, default=0)
+    parser.add_argument("-x", "--exclusive", action="store_true")
+    parser.add_argument("-o", "--setopt", action="append", default=[])
+    parser.add_argument("-S", "--setattr", action="append", default=[])
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv[1:])
+    if args.nodes and args.nodes > args.ntasks:
+        print("flux run: node count must not be greater than task count", file=sys.stderr)
+        return 1
+    procs = [subprocess.Popen(args.command, env=dict(os.environ, FLUX_TASK_RANK=str(rank),
+                                                     FLUX_JOB_SIZE=str(args.ntasks)))
+             for rank in range(args.ntasks)]
+    codes = [proc.wait() for proc in procs]
+    return max((128 - c if c < 0 else c) for c in codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,353 @@
+"""The test double's broker: a process that owns jobs, like ``flux start``.
+
+It listens on a Unix socket at ``<rundir>/local-0`` (so its URI has the same
+``local://`` form as Flux's), runs each job's command as a local process, and
+answers the requests maestro-flux makes with the states, results, return
+codes, events and error messages that a flux-core 0.88 broker gives (see
+shared/flux-0.88-recordings). Start it with ``python -m fluxdouble``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from maestro_flux.jobids import f58_encode
+
+STATE = {"NEW": 1, "DEPEND": 2, "PRIORITY": 4, "SCHED": 8, "RUN": 16, "CLEANUP": 32,
+         "INACTIVE": 64}
+RESULT = {"COMPLETED": 1, "FAILED": 2, "CANCELED": 4, "TIMEOUT": 8}
+SIGALRM_STATUS = (128 + signal.SIGALRM) << 8
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class RequestError(Exception):
+    def __init__(self, errnum: int, text: str):
+        super().__init__(text)
+        self.errnum = errnum
+
+
+@dataclass
+class Job:
+    id: int
+    jobspec: dict
+    urgency: int
+    userid: int
+    state: str = "NEW"
+    t_submit: float = field(default_factory=time.time)
+    t_inactive: float | None = None
+    waitstatus: int | None = None
+    exception: dict | None = None
+    proc: subprocess.Popen | None = None
+    cores: int = 1
+    nodes: int = 1
+    events: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        system = self.jobspec.get("attributes", {}).get("system", {})
+        name = system.get("job", {}).get("name")
+        return name or os.path.basename(self.jobspec["tasks"][0]["command"][0])
+
+    def result(self) -> str:
+        if self.exception and self.exception["severity"] == 0:
+            return {"cancel": "CANCELED", "timeout": "TIMEOUT"}.get(self.exception["type"], "FAILED")
+        return "COMPLETED" if self.waitstatus == 0 else "FAILED"
+
+
+def _cores(resources: list) -> int:
+    total = 0
+    for res in resources:
+        inner = _cores(res.get("with", []))
+        total += res["count"] * inner if res["type"] != "core" else res["count"]
+    return total
+
+
+def _nodes(resources: list) -> int:
+    return sum(res["count"] for res in resources if res["type"] == "node")
+
+
+class Broker:
+    def __init__(self, rundir: str, size: int, cores_per_node: int, owner: int,
+                 queues: list[str]):
+        self.rundir = rundir
+        self.size = size
+        self.cores_per_node = cores_per_node
+        self.owner = owner
+        self.queues = queues
+        self.jobs: dict[int, Job] = {}
+        self.lock = threading.RLock()
+        self.free_cores = size * cores_per_node
+        self.free_nodes = size
+        self.seq = 0
+        self.start = time.time()
+        self.uri = f"local://{rundir}/local-0"
+
+    # -- ids ---------------------------------------------------------------
+    def new_id(self) -> int:
+        """FLUID-like ids: milliseconds since start, then a sequence number."""
+        self.seq += 1
+        ms = int((time.time() - self.start) * 1000) + 1000
+        return (ms << 24) | (self.seq & 0x3FF)
+
+    # -- requests ------------------------------------------------------------
+    def handle(self, topic: str, payload: dict, cred: dict) -> dict:
+        method = getattr(self, "rpc_" + topic.replace(".", "_").replace("-", "_"), None)
+        if method is None:
+            raise RequestError(errno.ENOSYS, f"Function not implemented: {topic}")
+        with self.lock:
+            return method(payload, cred)
+
+    def rpc_attr_get(self, payload: dict, cred: dict) -> dict:
+        attrs = {"version": "0.88.0", "instance-level": "0", "size": str(self.size),
+                 "rank": "0", "local-uri": self.uri, "rundir": self.rundir,
+                 "security.owner": str(self.owner), "broker.pid": str(os.getpid())}
+        name = payload["name"]
+        if name not in attrs:
+            raise RequestError(errno.ENOENT, "No such file or directory")
+        return {"value": attrs[name]}
+
+    def rpc_config_get(self, payload: dict, cred: dict) -> dict:
+        return {"queues": {q: {} for q in self.queues}} if self.queues else {}
+
+    def rpc_job_ingest_submit(self, payload: dict, cred: dict) -> dict:
+        jobspec = json.loads(payload["J"])
+        urgency = payload.get("urgency", 16)
+        guest = cred["userid"] != self.owner or cred.get("guest")
+        if not 0 <= urgency <= 31:
+            raise RequestError(errno.EINVAL, "urgency range is [0:31]")
+        if guest and urgency > 16:
+            raise RequestError(errno.EINVAL, "only the instance owner can submit with urgency >16")
+        if guest and payload.get("flags", 0) & 4:
+            raise RequestError(errno.EINVAL,
+                               "only the instance owner can submit with FLUX_JOB_WAITABLE")
+        queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
+        if queue is not None and queue not in self.queues:
+            raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
+        job = Job(self.new_id(), jobspec, urgency, cred["userid"])
+        job.cores = max(1, _cores(jobspec["resources"]))
+        job.nodes = _nodes(jobspec["resources"])
+        self.jobs[job.id] = job
+        self._event(job, "submit", {"userid": job.userid, "urgency": urgency,
+                                    "flags": payload.get("flags", 0), "version": 1})
+        for name, state in (("validate", "DEPEND"), ("depend", "PRIORITY")):
+            self._event(job, name, {})
+            job.state = state
+        self._event(job, "priority", {"priority": urgency})
+        job.state = "SCHED"
+        self._schedule()
+        return {"id": job.id}
+
+    def rpc_job_list_list(self, payload: dict, cred: dict) -> dict:
+        since = payload.get("since", 0.0)
+        wanted = set(payload.get("attrs", []))
+        jobs = []
+        for job in sorted(self.jobs.values(), key=lambda j: -j.t_submit):
+            if job.userid != cred["userid"]:
+                continue
+            if job.state == "INACTIVE" and job.t_inactive <= since:
+                continue
+            jobs.append(self._listing(job, wanted))
+        limit = payload.get("max_entries", 0)
+        return {"jobs": jobs[:limit] if limit else jobs}
+
+    def _listing(self, job: Job, wanted: set) -> dict:
+        entry = {"id": job.id, "state": STATE[job.state], "name": job.name,
+                 "urgency": job.urgency, "t_submit": job.t_submit}
+        if job.state == "INACTIVE":
+            entry["result"] = RESULT[job.result()]
+            entry["t_inactive"] = job.t_inactive
+        if job.waitstatus is not None:
+            entry["waitstatus"] = job.waitstatus
+        entry["exception_occurred"] = job.exception is not None
+        if job.exception:
+            entry["exception_type"] = job.exception["type"]
+            entry["exception_note"] = job.exception["note"]
+            entry["exception_severity"] = job.exception["severity"]
+        if "all" in wanted:
+            return entry
+        return {k: v for k, v in entry.items() if k == "id" or k in wanted}
+
+    def rpc_job_list_list_id(self, payload: dict, cred: dict) -> dict:
+        job = self.jobs.get(payload["id"])
+        if job is None:
+            raise RequestError(errno.ENOENT, f"JobID {payload['id']} unknown")
+        return {"job": self._listing(job, set(payload.get("attrs", ["all"])))}
+
+    def rpc_job_manager_raise(self, payload: dict, cred: dict) -> dict:
+        job = self.jobs.get(payload["id"])
+        if job is None:
+            raise RequestError(errno.ENOENT, "unknown job id")
+        if job.state == "INACTIVE":
+            raise RequestError(errno.ENOENT, "job is inactive")
+        self._exception(job, payload["type"], payload.get("note", ""), payload["severity"])
+        return {}
+
+    def rpc_job_manager_kill(self, payload: dict, cred: dict) -> dict:
+        job = self.jobs.get(payload["id"])
+        if job is None:
+            raise RequestError(errno.ENOENT, "unknown job id")
+        if job.state != "RUN":
+            raise RequestError(errno.EINVAL, "job is inactive"
+                               if job.state == "INACTIVE" else "job is not running")
+        self._signal(job, payload.get("signum", signal.SIGTERM))
+        return {}
+
+    # -- job life ------------------------------------------------------------
+    def _event(self, job: Job, name: str, context: dict) -> None:
+        job.events.append({"name": name, "context": context, "timestamp": time.time()})
+
+    def _exception(self, job: Job, kind: str, note: str, severity: int = 0) -> None:
+        job.exception = {"type": kind, "note": note, "severity": severity}
+        self._event(job, "exception", {"type": kind, "severity": severity, "note": note,
+                                       "userid": job.userid})
+        if severity != 0:
+            return
+        if job.state == "RUN":
+            self._signal(job, signal.SIGALRM if kind == "timeout" else signal.SIGTERM)
+        elif job.state != "INACTIVE":
+            self._finish(job, None)
+
+    def _signal(self, job: Job, signum: int) -> None:
+        if job.proc and job.proc.poll() is None:
+            try:
+                os.killpg(job.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _schedule(self) -> None:
+        pending = [j for j in self.jobs.values() if j.state == "SCHED" and j.urgency > 0]
+        for job in sorted(pending, key=lambda j: (-j.urgency, j.t_submit)):
+            nodes = job.nodes
+            if nodes > self.size or job.cores > self.size * self.cores_per_node:
+                cores = max(1, job.cores // max(1, nodes))
+                self._exception(job, "alloc", f"unsatisfiable request: need {nodes or 1} node(s) "
+                                f"with {cores} cores each, only {self.size} eligible")
+                continue
+            if job.cores > self.free_cores or nodes > self.free_nodes:
+                continue
+            self.free_cores -= job.cores
+            self.free_nodes -= nodes
+            self._event(job, "alloc", {})
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        job.state = "RUN"
+        self._event(job, "start", {})
+        try:
+            job.proc = launch(job, self.uri)
+        except OSError as err:
+            command = job.jobspec["tasks"][0]["command"][0]
+            self._exception(job, "exec", f"task 0 (host {socket.gethostname()}): start failed: "
+                            f"{command}: {err.strerror}")
+            self._finish(job, 127 << 8)
+            return
+        threading.Thread(target=self._wait, args=(job,), daemon=True).start()
+        duration = job.jobspec["attributes"]["system"].get("duration") or 0
+        if duration:
+            timer = threading.Timer(duration, self._expire, args=(job,))
+            timer.daemon = True
+            timer.start()
+
+    def _expire(self, job: Job) -> None:
+        with self.lock:
+            if job.state == "RUN":
+                self._exception(job, "timeout", "resource allocation expired")
+
+    def _wait(self, job: Job) -> None:
+        status = job.proc.wait()
+        # The job shell reports a task killed by signal N as exit code 128+N.
+        waitstatus = (128 - status) << 8 if status < 0 else status << 8
+        with self.lock:
+            self.free_cores += job.cores
+            self.free_nodes += job.nodes
+            self._finish(job, waitstatus)
+            self._schedule()
+
+    def _finish(self, job: Job, waitstatus: int | None) -> None:
+        if job.state == "INACTIVE":
+            return
+        if waitstatus is not None:
+            job.waitstatus = waitstatus
+            self._event(job, "finish", {"status": waitstatus})
+            self._event(job, "release", {"ranks": "all", "final": True})
+            self._event(job, "free", {})
+        job.state = "INACTIVE"
+        self._event(job, "clean", {})
+        job.t_inactive = time.time()
+
+
+def _expand(template: str, job: Job) -> str:
+    for tag, value in (("{{id.f58plain}}", f58_encode(job.id)), ("{{id.dec}}", str(job.id)),
+                       ("{{id.f58}}", f58_encode(job.id, "\u0192")),
+                       ("{{id}}", f58_encode(job.id, "\u0192")),
+                       ("{{jobid}}", f58_encode(job.id, "\u0192")), ("{{name}}", job.name)):
+        template = template.replace(tag, value)
+    return template
+
+
+def _stream(job: Job, name: str, cwd: str, fallback):
+    options = job.jobspec["attributes"]["system"].get("shell", {}).get("options", {})
+    path = options.get("output", {}).get(name, {}).get("path")
+    if path is None:
+        return fallback
+    return open(os.path.join(cwd, _expand(path, job)), "ab")
+
+
+def launch(job: Job, uri: str) -> subprocess.Popen:
+    """Start the job's task as a process group, as a job shell would."""
+    system = job.jobspec["attributes"]["system"]
+    cwd = system.get("cwd") or "/"
+    command = list(job.jobspec["tasks"][0]["command"])
+    if command[:2] == ["flux", "broker"]:
+        # A nested instance: run its initial program, with this double's own
+        # `flux run` standing in for the nested broker's.
+        tmpdir = tempfile.mkdtemp(prefix=f"fluxdouble-{job.id}-")
+        script = os.path.join(tmpdir, "script")
+        with open(script, "w") as handle:
+            handle.write(system["files"]["script"]["data"])
+        os.chmod(script, 0o700)
+        command = [arg.replace("{{tmpdir}}", tmpdir) for arg in command[2:]]
+    env = dict(system.get("environment") or {})
+    env["PATH"] = os.path.join(HERE, "bin") + os.pathsep + env.get("PATH", os.defpath)
+    env.update(FLUX_URI=uri, FLUX_JOB_ID=str(job.id), FLUX_DOUBLE_PYTHON=sys.executable)
+    stdout = _stream(job, "stdout", cwd, subprocess.DEVNULL)
+    stderr = _stream(job, "stderr", cwd, stdout)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            request = json.loads(line)
+            reply = {"matchtag": request["matchtag"]}
+            try:
+                reply["payload"] = self.server.broker.handle(
+                    request["topic"], request.get("payload", {}), request["cred"])
+            except RequestError as err:
+                reply.update(errnum=err.errnum, errstr=str(err))
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+            self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def serve(broker: Broker) -> _Server:
+    path = os.path.join(broker.rundir, "local-0")
+    server = _Server(path, _Handler)
+    server.broker = broker
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
