@@ -131,21 +131,25 @@ class FluxAdapter(SchedulerScriptAdapter):
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
         return SubmissionRecord(SubmissionCode.ERROR, 1)
 
-    def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
-        broker = broker_for(self._broker_choice.uri)
-        guest = broker.is_guest()
-        plan = self._plan(step, cwd, guest=guest)
-        request = plan.request
-        if guest and step.run.get("waitable"):
-            log_once(LOGGER, logging.WARNING, "guest-waitable",
-                     "maestro-flux: 'waitable' is only for the instance owner; ignored")
+    def build_jobspec(self, step: Any, path: str, cwd: str, env: dict | None = None,
+                      guest: bool = False) -> tuple[Any, int]:
+        """The jobspec (built by the bindings) and urgency for a written step script."""
+        request = self._plan(step, cwd, guest=guest).request
         environment = job_environment(self._options.env_rules, self._options.env_deny)
         environment.update(env or {})
         with open(path) as handle:
             script_text = handle.read()
         jobspec = flux_api.build_jobspec(request, script_text, path, self._exec, environment)
-        jobid = broker.submit(jobspec, request.resources.urgency)
-        return jobids.f58_encode(jobid)
+        return jobspec, request.resources.urgency
+
+    def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
+        broker = broker_for(self._broker_choice.uri)
+        guest = broker.is_guest()
+        if guest and step.run.get("waitable"):
+            log_once(LOGGER, logging.WARNING, "guest-waitable",
+                     "maestro-flux: 'waitable' is only for the instance owner; ignored")
+        jobspec, urgency = self.build_jobspec(step, path, cwd, env, guest)
+        return jobids.f58_encode(broker.submit(jobspec, urgency))
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         """States of all ids from one job-list request; never JobStatusCode.ERROR."""

@@ -23,7 +23,7 @@ def _say(message: str) -> None:
 
 def _maestro(spec: str, extra: list[str], dry: bool) -> list[str]:
     extra = [arg for arg in extra if arg != "--"]
-    mode = ["--dry"] if dry else ["-fg"]
+    mode = ["--dry", "-fg"] if dry else ["-fg"]
     return [sys.executable, "-m", "maestrowf.maestro", "run", *mode, "-y", *extra, spec]
 
 

@@ -30,9 +30,10 @@ def main() -> int:
     os.makedirs(rundir, exist_ok=True)
     broker = Broker(rundir, args.test_size, args.cores_per_node, args.owner, args.queue)
     server = serve(broker)
-    if args.command:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if command:
         env = dict(os.environ, FLUX_URI=broker.uri)
-        return subprocess.call(args.command, env=env)
+        return subprocess.call(command, env=env)
     print(broker.uri, flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.shutdown()

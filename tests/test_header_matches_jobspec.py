@@ -1,0 +1,113 @@
+"""The ``#flux:`` header of a written script and the submitted jobspec ask for
+the same thing, because both come from one resource model.
+
+In both modes the header is read back with a parser of ``flux batch``'s options
+and rebuilt with the bindings' own ``from_batch_command``. In real-broker mode
+the written script is also given to ``flux batch --dry-run`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+
+import pytest
+from helpers import make_step
+
+from maestro_flux import flux_api
+from maestro_flux.adapter import FluxAdapter
+from maestro_flux.resources import walltime_seconds
+
+SHAPES = {
+    "serial": {"cmd": "echo hi"},
+    "threads": {"cmd": "./omp_app", "procs": 4, "cores per task": 2},
+    "launcher": {"cmd": "$(LAUNCHER) ./mpi_app", "procs": 4, "nodes": 2, "walltime": "01:30:00"},
+    "gpus": {"cmd": "$(LAUNCHER) ./gpu_app", "procs": 2, "gpus": 1, "nodes": 1},
+    "exclusive": {"cmd": "$(LAUNCHER) ./app", "procs": 2, "nodes": 2, "exclusive": True},
+    "forced_nested": {"cmd": "./app", "procs": 3, "nested": True, "walltime": 90},
+}
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    for flag in ("--nodes", "--nslots", "--cores-per-slot", "--gpus-per-slot", "--urgency"):
+        parser.add_argument(flag, type=int)
+    for flag in ("--time-limit", "--queue", "--bank", "--job-name", "--output", "--error"):
+        parser.add_argument(flag)
+    parser.add_argument("--exclusive", action="store_true")
+    for flag in ("--setattr", "--setopt", "--conf"):
+        parser.add_argument(flag, action="append", default=[])
+    return parser
+
+
+def read_header(script: str) -> argparse.Namespace:
+    args = []
+    for line in script.splitlines():
+        if line.startswith("#flux:"):
+            args += shlex.split(line[len("#flux:"):])
+    return batch_parser().parse_args(args)
+
+
+def resources_from_header(script: str):
+    opts = read_header(script)
+    js = flux_api.bindings().job.JobspecV1.from_batch_command(
+        script, opts.job_name, num_slots=opts.nslots, cores_per_slot=opts.cores_per_slot,
+        gpus_per_slot=opts.gpus_per_slot, num_nodes=opts.nodes, exclusive=opts.exclusive)
+    return json.loads(js.dumps())["resources"], opts
+
+
+def written(adapter, shape, tmp_path):
+    step = make_step(name=shape, **SHAPES[shape])
+    _, script, _ = adapter.write_script(str(tmp_path), step)
+    jobspec, urgency = adapter.build_jobspec(step, script, str(tmp_path))
+    return step, script, json.loads(jobspec.dumps()), urgency
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_header_reads_back_as_the_jobspec(flux_mode, tmp_path, shape):
+    adapter = FluxAdapter(type="flux", queue="batch", bank="physics")
+    step, script, jobspec, urgency = written(adapter, shape, tmp_path)
+    text = open(script).read()
+    resources, opts = resources_from_header(text)
+    system = jobspec["attributes"]["system"]
+    assert resources == jobspec["resources"]
+    limit = float(opts.time_limit.rstrip("s")) if opts.time_limit else 0.0
+    assert limit == system.get("duration", 0)
+    assert walltime_seconds(step.run.get("walltime")) == system.get("duration", 0)
+    assert (opts.queue, opts.bank, opts.job_name) == (system["queue"], system["bank"],
+                                                      system["job"]["name"])
+    out = system["shell"]["options"]["output"]
+    assert (opts.output, opts.error) == (out["stdout"]["path"], out["stderr"]["path"])
+    assert opts.urgency == urgency
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_flux_batch_asks_for_the_same_resources(flux_mode, tmp_path, shape):
+    if not flux_mode.real:
+        pytest.skip("needs the real 'flux batch --dry-run'")
+    adapter = FluxAdapter(type="flux")
+    _, script, jobspec, _ = written(adapter, shape, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != flux_api.BINDINGS_ENV}
+    dry = subprocess.run(["flux", "batch", "--dry-run", script], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, check=True)
+    by_hand = json.loads(dry.stdout)
+    assert by_hand["resources"] == jobspec["resources"]
+    assert by_hand["attributes"]["system"].get("duration", 0) == \
+        jobspec["attributes"]["system"].get("duration", 0)
+
+
+@pytest.mark.parametrize("shape", ["launcher", "gpus", "exclusive"])
+def test_launcher_agrees_with_the_resource_model(flux_mode, tmp_path, shape):
+    adapter = FluxAdapter(type="flux")
+    step = make_step(name=shape, **SHAPES[shape])
+    _, script, _ = adapter.write_script(str(tmp_path), step)
+    opts = read_header(open(script).read())
+    run_line = next(line for line in open(script) if line.startswith("flux run"))
+    words = run_line.split()
+    assert f"-n{opts.nslots}" in words and f"-c{opts.cores_per_slot}" in words
+    assert f"-N{opts.nodes}" in words
+    if opts.gpus_per_slot:
+        assert f"-g{opts.gpus_per_slot}" in words
