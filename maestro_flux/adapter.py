@@ -16,7 +16,6 @@ from typing import Any
 
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
-from maestrowf.interfaces.script import CancellationRecord, SubmissionRecord
 
 from maestro_flux import flux_api, jobids
 from maestro_flux.broker import broker_for
@@ -32,6 +31,15 @@ from maestro_flux.uri import choose_broker
 
 LOGGER = logging.getLogger(__name__)
 CANCEL_REASON = "canceled by maestro cancel"
+
+
+def _records() -> tuple[type, type]:
+    """Maestro's record classes, imported late: importing maestrowf.interfaces
+    scans every adapter module, this one included, so a top-level import would
+    be circular when maestro_flux.adapter is imported first."""
+    from maestrowf.interfaces.script import CancellationRecord, SubmissionRecord
+
+    return SubmissionRecord, CancellationRecord
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     # -- the broker ----------------------------------------------------------
     def submit(self, step: Any, path: str, cwd: str, job_map: Any = None,
-               env: dict | None = None) -> SubmissionRecord:
+               env: dict | None = None) -> Any:
         """Submit one step; never raises. Returns the job id in ASCII f58 form."""
         try:
             jobid = self._submit(step, path, cwd, env)
@@ -125,11 +133,11 @@ class FluxAdapter(SchedulerScriptAdapter):
             LOGGER.debug("submit of %s failed", step.name, exc_info=True)
             return self._refused(step, f"unexpected {type(err).__name__}: {err}")
         LOGGER.info("Submitted step '%s' as Flux job %s", step.name, jobid)
-        return SubmissionRecord(SubmissionCode.OK, 0, jobid)
+        return _records()[0](SubmissionCode.OK, 0, jobid)
 
-    def _refused(self, step: Any, reason: str) -> SubmissionRecord:
+    def _refused(self, step: Any, reason: str) -> Any:
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
-        return SubmissionRecord(SubmissionCode.ERROR, 1)
+        return _records()[0](SubmissionCode.ERROR, 1)
 
     def build_jobspec(self, step: Any, path: str, cwd: str, env: dict | None = None,
                       guest: bool = False) -> tuple[Any, int]:
@@ -191,8 +199,9 @@ class FluxAdapter(SchedulerScriptAdapter):
                      text, status.reason())
         return state
 
-    def cancel_jobs(self, joblist: list) -> CancellationRecord:
+    def cancel_jobs(self, joblist: list) -> Any:
         """Cancel all ids in one pass; jobs that already ended count as canceled."""
+        CancellationRecord = _records()[1]
         if not joblist:
             return CancellationRecord(CancelCode.OK, 0)
         parsed, bad = self._parse_ids(joblist)

@@ -12,8 +12,9 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from maestro_flux import flux_api
 from maestro_flux.errors import BrokerError

@@ -34,7 +34,8 @@ def _remove_shim(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from maestro_flux.runner import run_study
 
-    return run_study(args.spec, size=args.size, dry=args.dry, maestro_args=args.maestro_args)
+    return run_study(args.spec, size=args.size, dry=args.dry, maestro_args=args.maestro_args,
+                     dry_without_flux=args.dry_without_flux)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=int, default=1,
                      help="brokers in the private instance (flux start --test-size)")
     run.add_argument("--dry", action="store_true", help="write the scripts, submit nothing")
+    run.add_argument("--dry-without-flux", action="store_true",
+                     help="where flux-core is not installed, do a dry run instead of failing")
     run.add_argument("maestro_args", nargs=argparse.REMAINDER,
                      help="further 'maestro run' options (after --)")
     run.set_defaults(func=_run)

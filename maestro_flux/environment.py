@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import string
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 #: Names kept out of jobs unless a rule lets them back in.
 DEFAULT_DENY = (

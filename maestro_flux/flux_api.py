@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 from maestro_flux.errors import BindingsMissing
 from maestro_flux.request import JobRequest, jsonish

@@ -11,7 +11,7 @@ bindings.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 F58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 F58_PREFIXES = ("\u0192", "f")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from maestro_flux.options import BatchOptions, ExtraArgs
 from maestro_flux.resources import StepResources

@@ -11,8 +11,9 @@ broker start-up cost.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from maestro_flux.errors import StepError
 from maestro_flux.urgency import urgency_of

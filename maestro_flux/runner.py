@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from maestro_flux import flux_api
 from maestro_flux.errors import MaestroFluxError
@@ -23,8 +25,26 @@ def _say(message: str) -> None:
 
 def _maestro(spec: str, extra: list[str], dry: bool) -> list[str]:
     extra = [arg for arg in extra if arg != "--"]
-    mode = ["--dry", "-fg"] if dry else ["-fg"]
-    return [sys.executable, "-m", "maestrowf.maestro", "run", *mode, "-y", *extra, spec]
+    # A dry run logs at WARNING: its summary is printed by _summarize_dry_run.
+    quiet, mode = (["-d", "3"], ["--dry", "-fg"]) if dry else ([], ["-fg"])
+    return [sys.executable, "-m", "maestrowf.maestro", *quiet, "run", *mode, "-y", *extra, spec]
+
+
+def _dry_run(command: list[str]) -> int:
+    started = time.time()
+    status = subprocess.call(command)
+    studies = [p for p in Path.cwd().glob("**/status.csv") if p.stat().st_mtime >= started]
+    if status == 0 and studies:
+        _summarize_dry_run(max(studies, key=lambda p: p.stat().st_mtime).parent)
+    return status
+
+
+def _summarize_dry_run(study: Path) -> None:
+    scripts = sorted(study.glob("**/*.flux.sh"))
+    _say(f"dry run complete: {len(scripts)} step script(s) written under {study}")
+    print((study / "status.csv").read_text())
+    if scripts:
+        print(f"--- {scripts[0]} ---\n{scripts[0].read_text()}")
 
 
 def _reachable_broker() -> str | None:
@@ -38,19 +58,31 @@ def _reachable_broker() -> str | None:
 
 
 def run_study(spec: str, size: int = 1, dry: bool = False,
-              maestro_args: list[str] | None = None) -> int:
-    """Run ``maestro run`` where it can reach a broker; return the study's status."""
-    command = _maestro(spec, maestro_args or [], dry)
+              maestro_args: list[str] | None = None, dry_without_flux: bool = False) -> int:
+    """Run ``maestro run`` where it can reach a broker; return the study's status.
+
+    Args:
+        spec: the study specification.
+        size: brokers in a private instance, when one must be started.
+        dry: write the scripts and submit nothing.
+        maestro_args: further ``maestro run`` options.
+        dry_without_flux: where flux-core is not installed, do a dry run instead of failing.
+    """
+    extra = maestro_args or []
     if dry:
         _say("dry run: writing every step's script, submitting nothing")
-        return subprocess.call(command)
+        return _dry_run(_maestro(spec, extra, dry=True))
+    command = _maestro(spec, extra, dry=False)
     broker = _reachable_broker()
     if broker:
         _say(f"submitting to the running broker at {broker}")
         return subprocess.call(command)
     if shutil.which("flux") is None:
         _say(NO_FLUX)
-        return 2
+        if not dry_without_flux:
+            return 2
+        _say("so this is a DRY RUN: every step's script is written, nothing is submitted")
+        return _dry_run(_maestro(spec, extra, dry=True))
     flux_api.bindings()  # fail with install advice before starting anything
     _say(f"starting a private Flux instance of {size} broker(s): flux start --test-size={size}")
     status = subprocess.call(["flux", "start", f"--test-size={size}", *command])

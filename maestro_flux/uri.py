@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 SYSTEM_INSTANCE = "the system instance (Flux's default URI)"
 

@@ -193,7 +193,8 @@ def test_job_id_forms_parse_as_recorded(flux_mode):
         assert int(flux_api.bindings().job.JobID(forms[form])) == number, form
     assert f58_encode(number, "\u0192") == forms["f58"]
     assert canonical(forms["f58"]) == forms["f58plain"]
-    with pytest.raises(ValueError, match=recording("errors")["jobid_parse_garbage"]["error"]["str"]):
+    garbage = recording("errors")["jobid_parse_garbage"]["error"]["str"]
+    with pytest.raises(ValueError, match=garbage):
         flux_api.bindings().job.JobID("not-a-job")
 
 

@@ -23,7 +23,7 @@ def study_env(flux_mode, **extra) -> dict:
     return env
 
 
-def maestro(args, env, cwd, timeout=300) -> subprocess.CompletedProcess:
+def maestro(args, env, cwd, timeout=180) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "maestro"), *args], env=env, cwd=cwd, text=True,
                           capture_output=True, timeout=timeout)
 

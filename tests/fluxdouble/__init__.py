@@ -13,7 +13,8 @@ import errno
 import json
 import os
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_URI = "local:///run/flux/local"
 
@@ -25,7 +26,7 @@ def _connect_error(text: str) -> OSError:
 class Future:
     """An RPC in flight: ``get()`` waits for it, ``then()`` runs a callback in reactor_run."""
 
-    def __init__(self, handle: "Flux", matchtag: int):
+    def __init__(self, handle: Flux, matchtag: int):
         self.handle = handle
         self.matchtag = matchtag
         self._callback: tuple[Callable, tuple] | None = None
@@ -39,7 +40,7 @@ class Future:
             raise OSError(reply["errnum"], reply["errstr"])
         return reply["payload"]
 
-    def then(self, callback: Callable, *args: Any) -> "Future":
+    def then(self, callback: Callable, *args: Any) -> Future:
         self._callback = (callback, args)
         self.handle._pending_callbacks[self.matchtag] = self
         return self

@@ -16,7 +16,7 @@ FLUX_JOB_WAITABLE = 4
 class JobID(int):
     """A job id that parses and prints the forms flux.job.JobID does (not words)."""
 
-    def __new__(cls, value: Any) -> "JobID":
+    def __new__(cls, value: Any) -> JobID:
         return super().__new__(cls, parse_jobid(value))
 
     @property

@@ -61,7 +61,8 @@ class Job:
 
     def result(self) -> str:
         if self.exception and self.exception["severity"] == 0:
-            return {"cancel": "CANCELED", "timeout": "TIMEOUT"}.get(self.exception["type"], "FAILED")
+            kind = self.exception["type"]
+            return {"cancel": "CANCELED", "timeout": "TIMEOUT"}.get(kind, "FAILED")
         return "COMPLETED" if self.waitstatus == 0 else "FAILED"
 
 
@@ -250,6 +251,7 @@ class Broker:
             command = job.jobspec["tasks"][0]["command"][0]
             self._exception(job, "exec", f"task 0 (host {socket.gethostname()}): start failed: "
                             f"{command}: {err.strerror}")
+            self._release(job)
             self._finish(job, 127 << 8)
             return
         threading.Thread(target=self._wait, args=(job,), daemon=True).start()
@@ -269,10 +271,13 @@ class Broker:
         # The job shell reports a task killed by signal N as exit code 128+N.
         waitstatus = (128 - status) << 8 if status < 0 else status << 8
         with self.lock:
-            self.free_cores += job.cores
-            self.free_nodes += job.nodes
+            self._release(job)
             self._finish(job, waitstatus)
             self._schedule()
+
+    def _release(self, job: Job) -> None:
+        self.free_cores += job.cores
+        self.free_nodes += job.nodes
 
     def _finish(self, job: Job, waitstatus: int | None) -> None:
         if job.state == "INACTIVE":

@@ -1,0 +1,200 @@
+"""The plain-Python layers: batch block, resource model, urgency, environment,
+job ids and state tables. No broker needed."""
+
+from __future__ import annotations
+
+import pytest
+from maestrowf.abstracts.enums import State
+
+from maestro_flux.environment import job_environment
+from maestro_flux.errors import BatchBlockError, StepError
+from maestro_flux.jobids import canonical, f58_encode, parse_jobid
+from maestro_flux.options import parse_batch_block
+from maestro_flux.request import launcher_command
+from maestro_flux.resources import step_resources, walltime_seconds
+from maestro_flux.states import ACTIVE_STATE_MAP, STATE_NAMES, JobStatus, status_from_listing
+from maestro_flux.urgency import urgency_of
+from maestro_flux.uri import choose_broker
+
+
+# -- the batch block ---------------------------------------------------------
+@pytest.mark.parametrize("block, message", [
+    ({"type": "flux", "queu": "pbatch"}, "batch: unknown key 'queu' (did you mean 'queue'?)"),
+    ({"type": "flux", "flux_ur": "x"}, "batch: unknown key 'flux_ur' (did you mean 'flux_uri'?)"),
+    ({"type": "flux", "queue": 3}, "batch.queue: 3 is not of type 'string'"),
+    ({"type": "flux", "allocation_args": {"setatr": {}}},
+     "batch.allocation_args: unknown key 'setatr' (did you mean 'setattr'?)"),
+    ({"type": "flux", "launcher_args": {"conf": {"a": 1}}}, "batch.launcher_args.conf: flux run"),
+    ({"type": "flux", "uri": "a", "flux_uri": "b"}, "both 'flux_uri' and its deprecated alias"),
+    ({"type": "flux", "nested": "yes"}, "batch.nested: 'yes' is not of type 'boolean'"),
+])
+def test_bad_batch_blocks_get_one_line_naming_the_key(block, message):
+    with pytest.raises(BatchBlockError) as info:
+        parse_batch_block(block)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_uri_is_a_deprecated_alias_of_flux_uri():
+    options = parse_batch_block({"type": "flux", "uri": "local:///x/local-0"})
+    assert options.flux_uri == "local:///x/local-0"
+    assert options.warnings == ("batch.uri is deprecated: rename it to 'flux_uri'",)
+
+
+def test_adapter_construction_raises_a_clean_error_for_a_bad_block():
+    from maestro_flux.adapter import FluxAdapter
+
+    with pytest.raises(BatchBlockError, match="unknown key 'bnak'"):
+        FluxAdapter(type="flux", bnak="x")
+
+
+@pytest.mark.parametrize("flux_uri, env, expected", [
+    ("local:///a/local-0", {"FLUX_URI": "local:///b/local-0"}, ("local:///a/local-0", "batch")),
+    (None, {"FLUX_URI": "local:///b/local-0"}, ("local:///b/local-0", "FLUX_URI")),
+    (None, {}, (None, "default")),
+])
+def test_broker_precedence(flux_uri, env, expected):
+    choice = choose_broker(flux_uri, env)
+    assert choice.uri == expected[0]
+    assert choice.source.startswith(expected[1])
+
+
+# -- the resource model ------------------------------------------------------
+@pytest.mark.parametrize("run, nested", [
+    ({"cmd": "echo"}, False),
+    ({"cmd": "echo", "procs": 8}, False),
+    ({"cmd": "$(LAUNCHER) app", "procs": 2}, True),
+    ({"cmd": "app", "nodes": 2, "procs": 2}, True),
+    ({"cmd": "app", "restart": "$(LAUNCHER) app --restart"}, True),
+    ({"cmd": "$(LAUNCHER) app", "nested": False}, False),
+    ({"cmd": "echo", "nested": True}, True),
+])
+def test_nested_or_direct_rule(run, nested):
+    assert step_resources(run).nested is nested
+
+
+def test_batch_nested_default_applies_unless_the_step_says_otherwise():
+    assert step_resources({"cmd": "echo"}, nested_default=True).nested is True
+    assert step_resources({"cmd": "echo", "nested": False}, nested_default=True).nested is False
+
+
+def test_direct_step_holds_all_its_cores_in_one_slot():
+    res = step_resources({"cmd": "app", "procs": 4, "cores per task": 2, "gpus": 1})
+    assert (res.slots, res.cores_per_slot, res.gpus_per_slot) == (1, 8, 4)
+
+
+def test_nested_step_has_one_slot_per_task():
+    res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 4, "cores per task": 2, "gpus": 1,
+                          "nodes": 2})
+    assert (res.nodes, res.slots, res.cores_per_slot, res.gpus_per_slot) == (2, 4, 2, 1)
+
+
+def test_nodes_alone_means_one_task_per_node():
+    assert step_resources({"cmd": "app", "nodes": 3}).slots == 3
+
+
+@pytest.mark.parametrize("run, message", [
+    ({"cmd": "a", "procs": "many"}, "'procs' must be a whole number, not 'many'"),
+    ({"cmd": "a", "procs": 0}, "'procs' must be at least 1"),
+    ({"cmd": "a", "nodes": 4, "procs": 2}, "'nodes' (4) must not exceed 'procs' (2)"),
+    ({"cmd": "a", "exclusive": True}, "'exclusive' needs a node count"),
+    ({"cmd": "a", "nodes": 2, "procs": 2, "nested": False}, "'nested: false' cannot span 2"),
+    ({"cmd": "a", "walltime": "soon"}, "'walltime' 'soon' is not HH:MM:SS"),
+    ({"cmd": "a", "priority": "urgent"}, "'priority' 'urgent' is not one of"),
+])
+def test_bad_step_keys_name_the_key(run, message):
+    with pytest.raises(StepError) as info:
+        step_resources(run)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("01:30:00", 5400), ("10:00", 600), ("1-00:00:01", 86401), (30, 1800), ("30", 1800),
+    ("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("", 0), (None, 0), ("inf", 0),
+    ("0", 0), (1.5, 90),
+])
+def test_walltime_forms(value, seconds):
+    assert walltime_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("priority, urgency", [
+    (None, 16), ("held", 0), ("HELD", 0), ("minimal", 1), ("Low", 8), ("medium", 16),
+    ("high", 24), ("expedite", 31), ("Expedited", 31), (0.0, 0), (0.5, 16), (1.0, 31),
+    (1, 31), (20, 20), ("0.25", 8),
+])
+def test_every_maestro_priority_has_an_urgency(priority, urgency):
+    assert urgency_of(priority) == urgency
+
+
+def test_guests_are_clamped_to_16():
+    assert urgency_of("expedited", guest=True) == 16
+    assert urgency_of("low", guest=True) == 8
+
+
+def test_launcher_command_uses_the_model():
+    res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 4, "nodes": 2, "cores per task": 3,
+                          "gpus": 1, "exclusive": {"launcher": True}})
+    from maestro_flux.options import ExtraArgs
+
+    launcher = ExtraArgs(setattr={"user.tag": "x"}, setopt={"mpi": "spectrum"})
+    assert launcher_command(res, launcher) == (
+        "flux run -N2 -n4 -c3 -g1 -x --setattr=user.tag=x --setopt=mpi=spectrum")
+    assert launcher_command(res, launcher, tasks=1, nodes=1).startswith("flux run -N1 -n1 -c3")
+
+
+# -- the job environment -----------------------------------------------------
+SOURCE = {"PATH": "/bin", "HOME": "/home/u", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "t",
+          "SSH_AUTH_SOCK": "/s", "FLUX_URI": "local:///x", "MY_DB_PASSWORD": "p",
+          "OMP_NUM_THREADS": "4"}
+
+
+def test_default_environment_drops_secrets_and_flux_connection_vars():
+    env = job_environment(source=SOURCE)
+    assert env == {"PATH": "/bin", "HOME": "/home/u", "OMP_NUM_THREADS": "4"}
+
+
+def test_environment_rules_set_copy_and_remove():
+    env = job_environment(["-OMP_*", "GITHUB_TOKEN", "GREETING=hi from $HOME"], source=SOURCE)
+    assert env == {"PATH": "/bin", "HOME": "/home/u", "GITHUB_TOKEN": "t",
+                   "GREETING": "hi from /home/u"}
+
+
+def test_allow_list_and_replaced_deny_list():
+    assert job_environment(["-*", "PATH"], source=SOURCE) == {"PATH": "/bin"}
+    assert "FLUX_URI" in job_environment(deny=["AWS_*"], source=SOURCE)
+
+
+# -- ids and states ----------------------------------------------------------
+def test_job_ids_round_trip_in_every_plain_form():
+    number = 11005853696
+    for form in ("11005853696", "0x290000000", "0000.0002.9000.0000",
+                 "job.0000.0002.9000.0000", "\u0192HmYssD", "fHmYssD", number):
+        assert parse_jobid(form) == number
+        assert canonical(form) == "fHmYssD"
+    assert f58_encode(0) == "f1"
+    for garbage in ("not-a-job", "f0OIl", "", "0xZZ", "-5"):
+        with pytest.raises(ValueError, match="is not a valid Flux jobid"):
+            parse_jobid(garbage)
+
+
+def test_every_flux_state_has_a_maestro_state():
+    assert set(ACTIVE_STATE_MAP) | {"INACTIVE"} == set(STATE_NAMES.values())
+    assert ACTIVE_STATE_MAP["PRIORITY"] == State.PENDING
+
+
+@pytest.mark.parametrize("entry, state", [
+    ({"state": 64, "result": 1, "waitstatus": 0}, State.FINISHED),
+    ({"state": 64, "result": 2, "waitstatus": 768}, State.FAILED),
+    ({"state": 64, "result": 4}, State.CANCELLED),
+    ({"state": 64, "result": 8, "waitstatus": 36352}, State.TIMEDOUT),
+    ({"state": 4}, State.PENDING), ({"state": 8}, State.QUEUED), ({"state": 16}, State.RUNNING),
+    ({"state": 32}, State.FINISHING), ({"state": 1}, State.PENDING), ({"state": 2}, State.PENDING),
+])
+def test_listing_entries_map_to_maestro_states(entry, state):
+    assert status_from_listing(entry).maestro_state == state
+
+
+def test_failure_reason_is_one_line():
+    status = JobStatus("INACTIVE", "FAILED", 1, "alloc", "unsatisfiable request: need 64 node(s)")
+    assert status.reason() == ("FAILED, exit code 1, the scheduler cannot satisfy the request: "
+                               "unsatisfiable request: need 64 node(s)")
