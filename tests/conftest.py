@@ -22,7 +22,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-RECORDINGS = ROOT.parent / "shared" / "flux-0.88-recordings"
+RECORDINGS = TESTS / "recordings"
 sys.path.insert(0, str(TESTS))
 
 from maestro_flux import broker as broker_module  # noqa: E402

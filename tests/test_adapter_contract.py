@@ -79,8 +79,11 @@ def test_check_jobs_sends_one_request_for_many_ids(adapter, tmp_path, monkeypatc
     code, states = adapter.check_jobs(ids)
     assert code == JobStatusCode.OK and set(states) == set(ids)
     assert len(calls) == 1
-    FluxAdapter(type="flux").check_jobs(ids)  # a rebuilt adapter: still one request
-    assert len(calls) == 2
+    # A rebuilt adapter shares the process's bookkeeping: jobs already seen to end are
+    # not asked about again, so a second poll costs one request, or none at all.
+    all_ended = set(states.values()) <= {State.FINISHED}
+    FluxAdapter(type="flux").check_jobs(ids)
+    assert len(calls) == (1 if all_ended else 2)
 
 
 def test_cancel_running_and_pending_jobs_in_one_pass(adapter, tmp_path):
