@@ -19,6 +19,9 @@ NO_FLUX = ("flux-core is not installed here (no 'flux' on PATH), so no broker ca
            "scripts without submitting")
 
 
+POLL_SECONDS = 2
+
+
 def _say(message: str) -> None:
     print(f"maestro-flux: {message}", file=sys.stderr, flush=True)
 
@@ -27,6 +30,9 @@ def _maestro(spec: str, extra: list[str], dry: bool) -> list[str]:
     extra = [arg for arg in extra if arg != "--"]
     # A dry run logs at WARNING: its summary is printed by _summarize_dry_run.
     quiet, mode = (["-d", "3"], ["--dry", "-fg"]) if dry else ([], ["-fg"])
+    # Maestro polls every 60 s by default; a private or interactive instance wants 2 s.
+    if not any(arg in ("-s", "--sleeptime") or arg.startswith("--sleeptime=") for arg in extra):
+        extra = ["-s", str(POLL_SECONDS), *extra]
     return [sys.executable, "-m", "maestrowf.maestro", *quiet, "run", *mode, "-y", *extra, spec]
 
 

@@ -198,3 +198,29 @@ def test_failure_reason_is_one_line():
     status = JobStatus("INACTIVE", "FAILED", 1, "alloc", "unsatisfiable request: need 64 node(s)")
     assert status.reason() == ("FAILED, exit code 1, the scheduler cannot satisfy the request: "
                                "unsatisfiable request: need 64 node(s)")
+
+
+def test_adapter_construction_opens_no_connection(monkeypatch):
+    from maestro_flux import flux_api
+    from maestro_flux.adapter import FluxAdapter
+
+    def refuse(uri):
+        raise AssertionError("construction must not connect")
+
+    monkeypatch.setattr(flux_api, "connect", refuse)
+    monkeypatch.setattr(flux_api, "bindings", refuse)
+    for _ in range(3):
+        FluxAdapter(type="flux", flux_uri="local:///x/local-0", queue="q")
+
+
+def test_broker_uri_and_deprecation_are_logged_once_per_process(caplog):
+    import logging
+
+    from maestro_flux.adapter import FluxAdapter
+
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        FluxAdapter(type="flux", uri="local:///once/local-0")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("submitting to local:///once/local-0" in m for m in messages) == 1
+    assert sum("batch.uri is deprecated" in m for m in messages) == 1
