@@ -17,16 +17,18 @@ from typing import Any
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
-from maestro_flux import flux_api, jobids
+from maestro_flux import flux_api, jobids, templates
 from maestro_flux.broker import broker_for
 from maestro_flux.environment import job_environment
 from maestro_flux.errors import MaestroFluxError, StepError
 from maestro_flux.logs import log_once
 from maestro_flux.options import BatchOptions, parse_batch_block
+from maestro_flux.precedence import StepChoice, choose, directive_options, effective_options
 from maestro_flux.request import JobRequest, job_request, launcher_command
-from maestro_flux.resources import StepResources, step_resources
+from maestro_flux.resources import StepResources, step_options, step_resources, wants_nested
 from maestro_flux.script import render_script
 from maestro_flux.states import ACTIVE_STATE_MAP, RESULT_MAP
+from maestro_flux.study_context import resolve_template, step_parameters
 from maestro_flux.uri import choose_broker
 
 LOGGER = logging.getLogger(__name__)
@@ -44,11 +46,13 @@ def _records() -> tuple[type, type]:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What a step becomes: its job request and its substituted commands."""
+    """What a step becomes: its job request, substituted commands and template text."""
 
     request: JobRequest
     cmd: str
     restart: str
+    template: tuple[str, str] | None = None  # (path, rendered text)
+    restart_template: tuple[str, str] | None = None
 
 
 class FluxAdapter(SchedulerScriptAdapter):
@@ -69,22 +73,49 @@ class FluxAdapter(SchedulerScriptAdapter):
     def extension(self) -> str:
         return "flux.sh"
 
-    # -- the resource model ------------------------------------------------
-    def _resources(self, run: dict, guest: bool = False) -> StepResources:
-        return step_resources(run, self._options.nested, guest=guest)
+    # -- the step model ------------------------------------------------------
+    def _context(self, step: Any, workspace: str, choice: StepChoice, command: str) -> dict:
+        run = step.run
+        return {
+            "maestro_command": command, "step_name": step.name, "workspace": workspace,
+            "params": step_parameters(workspace, step.name), "profile": choice.profile_name,
+            "nodes": run.get("nodes") or None, "procs": run.get("procs") or None,
+            "cores_per_task": run.get("cores per task") or None,
+            "gpus": run.get("gpus") or None, "walltime": run.get("walltime") or None,
+            "priority": run.get("priority") or None, "flux_uri": self._broker_choice.uri,
+        }
+
+    def _render(self, path: str | None, step: Any, workspace: str, choice: StepChoice,
+                command: str) -> tuple[str, str] | None:
+        if path is None:
+            return None
+        return path, templates.render(path, self._context(step, workspace, choice, command))
+
+    def _resources(self, options: dict, run: dict, choice: StepChoice,
+                   guest: bool) -> StepResources:
+        nested = wants_nested(run, options, choice.nested_default)
+        if not nested and (options.get("conf") or options.get("broker-opts")):
+            raise StepError("conf and broker-opts configure a nested instance, but this step "
+                            "runs as a plain job: set 'nested: true'")
+        return step_resources(options, run, nested, guest)
 
     def _plan(self, step: Any, workspace: str, guest: bool = False) -> StepPlan:
-        res = self._resources(step.run, guest)
-        if not res.nested and self._options.allocation.conf:
-            raise StepError("allocation_args.conf configures a nested instance, "
-                            "but this step runs as a plain job: set 'nested: true'")
+        choice = choose(self._options, step.name)
+        path = resolve_template(choice.template, workspace) if choice.template else None
+        draft = self._render(path, step, workspace, choice, step.run["cmd"])
+        directives = directive_options(draft[1], path) if draft else {}
+        options = effective_options(directives, self._options, choice, step.run)
+        res = self._resources(options, step.run, choice, guest)
         run = {**step.run, "nodes": res.nodes, "procs": res.tasks}
         cmd = self._substitute_parallel_command(step.run["cmd"], **run)
         restart = step.run.get("restart") or ""
         if restart:
             restart = self._substitute_parallel_command(restart, **run)
-        request = job_request(res, step.name, workspace, self._options)
-        return StepPlan(request, cmd, restart)
+        request = job_request(res, step.name, workspace, options)
+        return StepPlan(request, cmd, restart,
+                        self._render(path, step, workspace, choice, cmd),
+                        self._render(path, step, workspace, choice, restart) if restart
+                        else None)
 
     def get_header(self, step: Any) -> str:
         """The ``#!`` line and ``#flux:`` directives of a step's script."""
@@ -94,23 +125,29 @@ class FluxAdapter(SchedulerScriptAdapter):
     def get_parallelize_command(self, procs: Any, nodes: Any = None, **kwargs: Any) -> str:
         """``flux run`` for $(LAUNCHER), from the same resource model as the header."""
         run = {**kwargs, "procs": procs, "nodes": nodes}
-        res = self._resources(run)
+        # $(LAUNCHER) only exists inside an instance, so the model is the nested one.
+        res = step_resources(step_options(run), run, nested=True)
         return launcher_command(res, self._options.launcher)
 
     # -- writing scripts -----------------------------------------------------
-    def _write_script(self, ws_path: str, step: Any) -> tuple[bool, str, str | None]:
+    def _scripts(self, ws_path: str, step: Any) -> dict[str, str]:
         broker = self._broker_choice.describe()
         try:
             plan = self._plan(step, ws_path)
-            scripts = {"": render_script(self._exec, plan.request, plan.cmd, broker)}
+            scripts = {"": render_script(self._exec, plan.request, plan.cmd, broker,
+                                         template=plan.template)}
             if plan.restart:
-                scripts["restart."] = render_script(self._exec, plan.request, plan.restart, broker)
-        except (StepError, ValueError) as err:
+                scripts["restart."] = render_script(self._exec, plan.request, plan.restart,
+                                                    broker, template=plan.restart_template)
+        except (MaestroFluxError, ValueError) as err:
             problem = f"step '{step.name}': {err}"
             LOGGER.error("maestro-flux: %s", problem)
             scripts = {"": render_script(self._exec, None, step.run["cmd"], broker, problem)}
+        return scripts
+
+    def _write_script(self, ws_path: str, step: Any) -> tuple[bool, str, str | None]:
         paths = {}
-        for infix, text in scripts.items():
+        for infix, text in self._scripts(ws_path, step).items():
             paths[infix] = os.path.join(ws_path, f"{step.name}.{infix}{self.extension}")
             with open(paths[infix], "w") as handle:
                 handle.write(text)
@@ -140,24 +177,25 @@ class FluxAdapter(SchedulerScriptAdapter):
         return _records()[0](SubmissionCode.ERROR, 1)
 
     def build_jobspec(self, step: Any, path: str, cwd: str, env: dict | None = None,
-                      guest: bool = False) -> tuple[Any, int]:
-        """The jobspec (built by the bindings) and urgency for a written step script."""
+                      guest: bool = False) -> tuple[Any, int, list[str]]:
+        """The jobspec (built by the bindings), urgency and submit flags of a written script."""
         request = self._plan(step, cwd, guest=guest).request
-        environment = job_environment(self._options.env_rules, self._options.env_deny)
+        environment = job_environment(request.get("env", ()), self._options.env_deny)
         environment.update(env or {})
         with open(path) as handle:
             script_text = handle.read()
         jobspec = flux_api.build_jobspec(request, script_text, path, self._exec, environment)
-        return jobspec, request.resources.urgency
+        return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
         broker = broker_for(self._broker_choice.uri)
         guest = broker.is_guest()
-        if guest and step.run.get("waitable"):
+        jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env, guest)
+        if guest and "waitable" in flags:
             log_once(LOGGER, logging.WARNING, "guest-waitable",
-                     "maestro-flux: 'waitable' is only for the instance owner; ignored")
-        jobspec, urgency = self.build_jobspec(step, path, cwd, env, guest)
-        return jobids.f58_encode(broker.submit(jobspec, urgency))
+                     "maestro-flux: the 'waitable' flag is only for the instance owner; ignored")
+            flags = [flag for flag in flags if flag != "waitable"]
+        return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         """States of all ids from one job-list request; never JobStatusCode.ERROR."""

@@ -76,9 +76,9 @@ class Broker:
                 LOGGER.info("Submitting to %s as a guest: urgency is capped at 16", self.label)
         return self._guest
 
-    def submit(self, jobspec: Any, urgency: int) -> int:
+    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
         """Submit a jobspec; returns the integer job id."""
-        return self.call(lambda h: flux_api.submit(h, jobspec, urgency))
+        return self.call(lambda h: flux_api.submit(h, jobspec, urgency, flags))
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).

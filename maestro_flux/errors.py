@@ -19,3 +19,7 @@ class BindingsMissing(MaestroFluxError):
 
 class BrokerError(MaestroFluxError):
     """The broker could not be reached or refused a request."""
+
+
+class TemplateError(StepError):
+    """A step's batch script template is missing, invalid or fails to render."""

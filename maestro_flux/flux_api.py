@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import io
 import os
 from collections.abc import Iterable
 from functools import lru_cache
@@ -20,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from maestro_flux.errors import BindingsMissing
-from maestro_flux.request import JobRequest, jsonish
+from maestro_flux.request import JobRequest
 
 BINDINGS_ENV = "MAESTRO_FLUX_BINDINGS"
 LIST_ATTRS = ["state", "result", "waitstatus", "exception_occurred", "exception_type",
@@ -67,45 +69,91 @@ def attr(handle: Any, name: str) -> str:
     return handle.attr_get(name)
 
 
-def _set_extras(jobspec: Any, request: JobRequest) -> None:
-    for key, value in request.extra.setattr.items():
-        jobspec.setattr(key, 1 if value is None else jsonish(value))
-    for key, value in request.extra.setopt.items():
-        jobspec.setattr_shell_option(key, 1 if value is None else jsonish(value))
+def _split(values: Iterable[str] | None) -> list[str]:
+    # flux batch splits --broker-opts and --flags values on commas.
+    return [part for value in values or () for part in str(value).split(",") if part]
+
+
+def _nested_dict(dotted: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``flux batch --conf=a.b=1`` builds it."""
+    tree: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree or None
+
+
+def _dependencies(request: JobRequest) -> list[str] | None:
+    found = list(request.get("dependency", []))
+    if request.get("begin-time"):
+        util = importlib.import_module(bindings().__name__ + ".util")
+        when = util.parse_datetime(request.get("begin-time")).timestamp()
+        found.append(f"begin-time:{when}")
+    return found or None
+
+
+def _applied(request: JobRequest) -> dict[str, Any]:
+    """Keyword arguments of ``Jobspec.apply_options`` for the request's options."""
+    res = request.resources
+    return {
+        # The environment is set afterwards from maestro-flux's deny-list policy.
+        "env": ["-*"],
+        "rlimit": list(request.get("rlimit", [])),
+        "time_limit": res.duration or None,
+        "signal": request.get("signal"),
+        "dependency": _dependencies(request),
+        "requires": request.get("requires"),
+        "attributes": dict(request.get("setattr", {})) or None,
+        "shell_options": dict(request.get("setopt", {})) or None,
+        "add_file": request.get("add-file"),
+    }
+
+
+def _batch_jobspec(request: JobRequest, script_text: str) -> Any:
+    res = request.resources
+    return bindings().job.JobspecV1.from_batch(
+        content=script_text, nslots=res.slots, nodes=res.nodes,
+        cores_per_slot=res.cores_per_slot, gpus_per_slot=res.gpus_per_slot or None,
+        exclusive=res.exclusive, broker_opts=_split(request.get("broker-opts")) or None,
+        conf=_nested_dict(dict(request.get("conf", {}))), name=request.name,
+        queue=request.get("queue"), bank=request.get("bank"), cwd=request.cwd,
+        output=request.output, error=request.error, **_applied(request))
+
+
+def _direct_jobspec(request: JobRequest, script_path: str, shell: str) -> Any:
+    res = request.resources
+    jobspec = bindings().job.JobspecV1.from_command(
+        [shell, script_path], num_tasks=1, cores_per_task=res.cores_per_slot,
+        gpus_per_task=res.gpus_per_slot or None, num_nodes=res.nodes, exclusive=res.exclusive)
+    jobspec.apply_options(**_applied(request))
+    jobspec.setattr("system.job.name", request.name)
+    jobspec.cwd = request.cwd
+    jobspec.stdout = request.output
+    jobspec.stderr = request.error
+    if request.get("queue"):
+        jobspec.queue = request.get("queue")
+    if request.get("bank"):
+        jobspec.setattr("system.bank", request.get("bank"))
+    return jobspec
 
 
 def build_jobspec(request: JobRequest, script_text: str, script_path: str,
                   shell: str, environment: dict[str, str]) -> Any:
     """A JobspecV1 for the request, built with the bindings' own factories.
 
-    A nested step is ``from_batch_command`` (what ``flux batch`` calls); a direct
-    step is ``from_command`` running the written script with ``shell``.
+    A nested step is ``JobspecV1.from_batch`` (``flux batch``'s own code path:
+    ``from_batch_command`` plus ``apply_options(prog="batch")``); a direct step
+    is ``from_command`` running the written script with ``shell``, plus
+    ``apply_options``.
     """
-    spec_class = bindings().job.JobspecV1
-    res = request.resources
-    if res.nested:
-        conf = {key: jsonish(value) for key, value in request.extra.conf.items()} or None
-        jobspec = spec_class.from_batch_command(
-            script_text, request.name, num_slots=res.slots, cores_per_slot=res.cores_per_slot,
-            gpus_per_slot=res.gpus_per_slot or None, num_nodes=res.nodes,
-            exclusive=res.exclusive, conf=conf)
+    if request.resources.nested:
+        jobspec = _batch_jobspec(request, script_text)
     else:
-        jobspec = spec_class.from_command(
-            [shell, script_path], num_tasks=1, cores_per_task=res.cores_per_slot,
-            gpus_per_task=res.gpus_per_slot or None, num_nodes=res.nodes,
-            exclusive=res.exclusive)
-    jobspec.setattr("system.job.name", request.name)
-    jobspec.cwd = request.cwd
+        jobspec = _direct_jobspec(request, script_path, shell)
     jobspec.environment = environment
-    jobspec.stdout = request.output
-    jobspec.stderr = request.error
-    if res.duration:
-        jobspec.duration = res.duration
-    if request.queue:
-        jobspec.queue = request.queue
-    if request.bank:
-        jobspec.setattr("system.bank", request.bank)
-    _set_extras(jobspec, request)
     return jobspec
 
 
@@ -114,9 +162,48 @@ def jobspec_json(jobspec: Any) -> str:
     return jobspec.dumps()
 
 
-def submit(handle: Any, jobspec: Any, urgency: int, waitable: bool = False) -> int:
+SUBMIT_FLAGS = ("waitable", "debug", "novalidate")
+
+
+def submit(handle: Any, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
     """Submit one jobspec and wait for its id (one ingest round trip)."""
-    return int(bindings().job.submit(handle, jobspec, urgency=urgency, waitable=waitable))
+    chosen = _split(flags)
+    unknown = sorted(set(chosen) - set(SUBMIT_FLAGS))
+    if unknown:
+        raise ValueError(f"flags: unknown submission flag '{unknown[0]}' "
+                         f"(flux batch knows {', '.join(SUBMIT_FLAGS)})")
+    kwargs = {flag: True for flag in chosen}
+    return int(bindings().job.submit(handle, jobspec, urgency=urgency, **kwargs))
+
+
+@lru_cache(maxsize=1)
+def _directive_module() -> ModuleType:
+    """flux-python's RFC 36 directive parser, loaded from its file alone.
+
+    ``flux/job/directives.py`` is plain Python; importing it through the
+    ``flux`` package would load libflux-core, which directive reading must not
+    need (``maestro-flux render`` works without a broker install).
+    """
+    spec = importlib.util.find_spec("flux")
+    if spec is None or not spec.submodule_search_locations:
+        raise BindingsMissing("reading #flux: directives needs flux-python; pip install "
+                              "\"flux-python==V\" ply, V being your 'flux version'")
+    path = os.path.join(spec.submodule_search_locations[0], "job", "directives.py")
+    loader_spec = importlib.util.spec_from_file_location("maestro_flux._flux_directives", path)
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
+
+
+def parse_directives(script_text: str) -> list[tuple[int, list[str]]]:
+    """``(line, arguments)`` of each ``#flux:`` directive, parsed as ``flux batch`` does.
+
+    Raises:
+        ValueError: the directive parser's own message (with its line).
+        BindingsMissing: flux-python is not installed.
+    """
+    parser = _directive_module().DirectiveParser(io.StringIO(script_text))
+    return [(d.lineno, list(d.args)) for d in parser.directives if d.action == "SETARGS"]
 
 
 def list_jobs(handle: Any, since: float = 0.0) -> list[dict]:

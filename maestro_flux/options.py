@@ -7,6 +7,7 @@ conductor cycle, so validation results are cached by the block's content.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import logging
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import jsonschema
 
+from maestro_flux import flux_options
 from maestro_flux.errors import BatchBlockError
 
 LOGGER = logging.getLogger(__name__)
@@ -24,11 +26,20 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExtraArgs:
-    """setattr / setopt / conf groups, as flux batch -S, -o and --conf take them."""
+    """setattr / setopt groups added to every $(LAUNCHER) flux run command."""
 
     setattr: Mapping[str, Any] = field(default_factory=dict)
     setopt: Mapping[str, Any] = field(default_factory=dict)
-    conf: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of flux batch options, and optionally a template (``file``)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    nested: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -36,15 +47,32 @@ class BatchOptions:
     """Everything the adapter takes from the batch block."""
 
     flux_uri: str | None = None
-    queue: str | None = None
-    bank: str | None = None
     shell: str = "/bin/bash"
-    nested: bool | None = None
-    allocation: ExtraArgs = field(default_factory=ExtraArgs)
+    defaults: Profile = field(default_factory=lambda: Profile("batch"))
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    step_profiles: tuple[tuple[str, str], ...] = ()
     launcher: ExtraArgs = field(default_factory=ExtraArgs)
-    env_rules: tuple[str, ...] = ()
     env_deny: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
+
+    @property
+    def queue(self) -> str | None:
+        return self.defaults.options.get("queue")
+
+    @property
+    def bank(self) -> str | None:
+        return self.defaults.options.get("bank")
+
+    @property
+    def nested(self) -> bool | None:
+        return self.defaults.nested
+
+    def profile_for(self, step_name: str) -> Profile | None:
+        """The profile of the first ``steps`` pattern matching the step, in file order."""
+        for pattern, name in self.step_profiles:
+            if fnmatch.fnmatchcase(step_name, pattern):
+                return self.profiles[name]
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -59,40 +87,84 @@ def _closest(word: str, choices) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    parts = [str(p) for p in error.absolute_path]
+def _key_path(path) -> str:
+    parts = [str(p) for p in path]
     return "batch." + ".".join(parts) if parts else "batch"
+
+
+def _unknown_key(where: str, key: str, allowed) -> str:
+    reason = flux_options.not_a_batch_option(key)
+    if reason:
+        return f"{where}: {reason}"
+    return f"{where}: unknown key '{key}'{_closest(key, allowed)}"
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
     """Turn one schema error into a line that names the key at fault."""
-    where = _key_path(error)
+    where = _key_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = error.schema.get("properties", {}).keys()
         extra = sorted(set(error.instance) - set(allowed))
-        key = extra[0] if extra else "?"
-        return f"{where}: unknown key '{key}'{_closest(key, allowed)}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
+        return _unknown_key(where, extra[0] if extra else "?", allowed)
     if error.validator == "const":
         return f"{where}: must be {error.validator_value!r}, not {error.instance!r}"
+    if error.validator == "oneOf":
+        hint = error.schema.get("description", "")
+        return f"{where}: {error.instance!r} is not a valid value ({hint})"
+    if error.validator == "pattern" and error.validator_value.startswith("^[A-Za-z"):
+        return f"{where}: profile name {error.instance!r} may use only letters, digits, _ . -"
     return f"{where}: {error.message}"
 
 
 def _validate(block: Mapping[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(batch_schema())
-    errors = sorted(validator.iter_errors(block), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(block), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise BatchBlockError(_explain(errors[0]))
 
 
-def _extra_args(block: Mapping[str, Any], key: str) -> ExtraArgs:
-    raw = block.get(key) or {}
-    return ExtraArgs(
-        setattr=dict(raw.get("setattr") or {}),
-        setopt=dict(raw.get("setopt") or {}),
-        conf=dict(raw.get("conf") or {}),
-    )
+def _flux_options(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The flux batch options of one level, read in file order."""
+    found: dict[str, Any] = {}
+    for key, value in block.items():
+        if key in flux_options.OPTIONS:
+            try:
+                pair = flux_options.normalize(key, value)
+            except ValueError as err:
+                raise BatchBlockError(f"{where}.{key}: {err}") from None
+            flux_options.merge_into(found, dict([pair]))
+    return found
+
+
+def _allocation_args(block: Mapping[str, Any]) -> dict[str, Any]:
+    """The built-in adapter's allocation_args, read as setattr/setopt/conf."""
+    raw = block.get("allocation_args") or {}
+    return {key: {str(k): (1 if v is None else v) for k, v in raw[key].items()}
+            for key in ("setattr", "setopt", "conf") if raw.get(key)}
+
+
+def _launcher_args(block: Mapping[str, Any]) -> ExtraArgs:
+    raw = block.get("launcher_args") or {}
+    if raw.get("conf"):
+        raise BatchBlockError("batch.launcher_args.conf: flux run has no --conf option; "
+                              "put broker configuration in 'conf'")
+    return ExtraArgs(setattr=dict(raw.get("setattr") or {}),
+                     setopt=dict(raw.get("setopt") or {}))
+
+
+def _profile(name: str, block: Mapping[str, Any], where: str) -> Profile:
+    return Profile(name=name, options=_flux_options(block, where), file=block.get("file"),
+                   nested=block.get("nested"))
+
+
+def _step_profiles(block: Mapping[str, Any], profiles: Mapping[str, Profile]):
+    pairs = tuple((str(k), v) for k, v in (block.get("steps") or {}).items())
+    for pattern, name in pairs:
+        if name not in profiles:
+            known = ", ".join(sorted(profiles)) or "none are defined"
+            raise BatchBlockError(f"batch.steps.{pattern}: unknown profile '{name}'"
+                                  f"{_closest(name, profiles)}; profiles: {known}")
+    return pairs
 
 
 def _uri(block: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
@@ -114,7 +186,7 @@ def parse_batch_block(block: Mapping[str, Any]) -> BatchOptions:
         BatchOptions. Raises BatchBlockError, with a one-line message naming
         the key at fault, when the block is invalid.
     """
-    return _parse_cached(json.dumps(block, sort_keys=True, default=str))
+    return _parse_cached(json.dumps(block, default=str))
 
 
 @lru_cache(maxsize=32)
@@ -122,19 +194,21 @@ def _parse_cached(block_json: str) -> BatchOptions:
     block = json.loads(block_json)
     _validate(block)
     uri, warnings = _uri(block)
-    launcher = _extra_args(block, "launcher_args")
-    if launcher.conf:
-        raise BatchBlockError("batch.launcher_args.conf: flux run has no --conf option; "
-                              "put broker configuration in allocation_args.conf")
+    defaults = _profile("batch", block, "batch")
+    allocation = _allocation_args(block)
+    if allocation:
+        # allocation_args sits below the flux spellings of the same options.
+        defaults = Profile("batch", flux_options.layered(allocation, defaults.options),
+                           defaults.file, defaults.nested)
+    profiles = {name: _profile(name, value, f"batch.profiles.{name}")
+                for name, value in (block.get("profiles") or {}).items()}
     return BatchOptions(
         flux_uri=uri,
-        queue=block.get("queue"),
-        bank=block.get("bank"),
         shell=block.get("shell", "/bin/bash"),
-        nested=block.get("nested"),
-        allocation=_extra_args(block, "allocation_args"),
-        launcher=launcher,
-        env_rules=tuple(block.get("env") or ()),
+        defaults=defaults,
+        profiles=profiles,
+        step_profiles=_step_profiles(block, profiles),
+        launcher=_launcher_args(block),
         env_deny=tuple(block["env_deny"]) if "env_deny" in block else None,
         warnings=warnings,
     )

@@ -1,22 +1,27 @@
-"""The job request: one step's resource model plus everything else a Flux job
-needs (name, paths, queue, bank, attributes). The ``#flux:`` header, the
-jobspec and the $(LAUNCHER) command are all rendered from it, so they cannot
-disagree.
+"""The job request: one step's resource model plus every other flux batch
+option it was given (name, paths, queue, bank, attributes, ...). The
+``#flux:`` header, the jobspec and the $(LAUNCHER) command are all rendered
+from it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from maestro_flux.options import BatchOptions, ExtraArgs
+from maestro_flux import flux_options
+from maestro_flux.options import ExtraArgs
 from maestro_flux.resources import StepResources
 
 #: Job shell mustache tag for the id in plain ASCII f58, whatever the locale.
 ID_TAG = "{{id.f58plain}}"
+#: Options the resource model owns; every other option passes through as given.
+RESOURCE_OPTIONS = ("nodes", "nslots", "cores-per-slot", "gpus-per-slot", "exclusive",
+                    "time-limit", "urgency")
+#: Options that are not part of the jobspec but of the submit request.
+SUBMIT_OPTIONS = ("urgency", "flags")
 
 
 @dataclass(frozen=True)
@@ -28,53 +33,32 @@ class JobRequest:
     cwd: str
     output: str
     error: str
-    queue: str | None = None
-    bank: str | None = None
-    extra: ExtraArgs = field(default_factory=ExtraArgs)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, option: str, default: Any = None) -> Any:
+        """A pass-through flux batch option (queue, setattr, env, ...)."""
+        return self.options.get(option, default)
 
 
 def job_request(resources: StepResources, step_name: str, workspace: str,
-                options: BatchOptions) -> JobRequest:
-    """Combine a step's resources with the batch options into a JobRequest."""
+                options: Mapping[str, Any]) -> JobRequest:
+    """Combine a step's resources with its other effective flux options."""
     safe = step_name.replace(" ", "_").replace("/", "_")
+    rest = {k: v for k, v in options.items()
+            if k not in RESOURCE_OPTIONS and k not in ("job-name", "output", "error")}
     return JobRequest(
         resources=resources,
-        name=safe,
+        name=options.get("job-name") or safe,
         cwd=workspace,
         # Relative paths resolve against the job's cwd, the step workspace.
-        output=f"{safe}.{ID_TAG}.out",
-        error=f"{safe}.{ID_TAG}.err",
-        queue=options.queue,
-        bank=options.bank,
-        extra=options.allocation,
+        output=options.get("output") or f"{safe}.{ID_TAG}.out",
+        error=options.get("error") or f"{safe}.{ID_TAG}.err",
+        options=rest,
     )
 
 
-def jsonish(value: Any) -> Any:
-    """A value as the flux CLI reads KEY=VAL: JSON if it parses, else the string."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
-def _pairs(flag: str, mapping: Mapping[str, Any]) -> list[str]:
-    return [f"{flag}={key}" if value is None else f"{flag}={key}={_text(value)}"
-            for key, value in mapping.items()]
-
-
-def batch_arguments(request: JobRequest) -> list[str]:
-    """The ``flux batch`` options that ask for exactly this request."""
-    res = request.resources
-    args = []
-    if res.nodes:
-        args.append(f"--nodes={res.nodes}")
+def _resource_arguments(res: StepResources) -> list[str]:
+    args = [f"--nodes={res.nodes}"] if res.nodes else []
     args += [f"--nslots={res.slots}", f"--cores-per-slot={res.cores_per_slot}"]
     if res.gpus_per_slot:
         args.append(f"--gpus-per-slot={res.gpus_per_slot}")
@@ -82,21 +66,23 @@ def batch_arguments(request: JobRequest) -> list[str]:
         args.append("--exclusive")
     if res.duration:
         args.append(f"--time-limit={res.duration:g}s")
-    if request.queue:
-        args.append(f"--queue={request.queue}")
-    if request.bank:
-        args.append(f"--bank={request.bank}")
-    args += [f"--urgency={res.urgency}", f"--job-name={request.name}",
-             f"--output={request.output}", f"--error={request.error}"]
-    args += _pairs("--setattr", request.extra.setattr)
-    args += _pairs("--setopt", request.extra.setopt)
-    args += _pairs("--conf", request.extra.conf)
-    return args
+    return args + [f"--urgency={res.urgency}"]
+
+
+def batch_arguments(request: JobRequest) -> list[str]:
+    """The ``flux batch`` options that ask for exactly this request."""
+    named = {"job-name": request.name, "output": request.output, "error": request.error}
+    return (_resource_arguments(request.resources)
+            + flux_options.to_argv({**request.options, **named}))
 
 
 def flux_header(request: JobRequest) -> list[str]:
     """``#flux:`` directive lines, one option per line, shell-quoted."""
     return [f"#flux: {shlex.quote(arg)}" for arg in batch_arguments(request)]
+
+
+def _pairs(flag: str, mapping: Mapping[str, Any]) -> list[str]:
+    return flux_options.to_argv({flag: dict(mapping)})
 
 
 def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None = None,
@@ -118,6 +104,6 @@ def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None 
         args.append(f"-g{res.gpus_per_task}")
     if res.launcher_exclusive and nodes:
         args.append("-x")
-    args += _pairs("--setattr", launcher.setattr)
-    args += _pairs("--setopt", launcher.setopt)
+    args += _pairs("setattr", launcher.setattr)
+    args += _pairs("setopt", launcher.setopt)
     return " ".join(shlex.quote(arg) for arg in args)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maestro_flux.errors import StepError
-from maestro_flux.urgency import urgency_of
+from maestro_flux.urgency import clamp, urgency_of
 
 LAUNCHER_TOKEN = "$(LAUNCHER)"
 
@@ -111,8 +111,7 @@ def _checked(seconds: float, original: Any) -> float:
     return seconds
 
 
-def _exclusive(run: Mapping[str, Any]) -> tuple[bool, bool]:
-    value = run.get("exclusive")
+def _exclusive(value: Any) -> tuple[bool, bool]:
     if isinstance(value, Mapping):
         return bool(value.get("allocation")), bool(value.get("launcher"))
     if isinstance(value, str):
@@ -125,56 +124,91 @@ def uses_launcher(run: Mapping[str, Any]) -> bool:
     return any(LAUNCHER_TOKEN in (run.get(key) or "") for key in ("cmd", "restart"))
 
 
-def wants_nested(run: Mapping[str, Any], nodes: int | None, default: bool | None) -> bool:
+def wants_nested(run: Mapping[str, Any], options: Mapping[str, Any],
+                 default: bool | None) -> bool:
     """The nested-or-direct rule (documented in README and docs/).
 
-    The step key ``nested`` wins, then the batch block's ``nested``; otherwise a
-    step that uses $(LAUNCHER) or asks for more than one node gets its own
+    The step key ``nested`` wins, then the profile's or batch block's
+    ``nested``; otherwise a step that uses $(LAUNCHER), asks for more than one
+    node, or configures its instance (conf, broker-opts) gets its own
     instance, and every other step runs as a plain job.
     """
     if isinstance(run.get("nested"), bool):
         return run["nested"]
     if default is not None:
         return default
-    return uses_launcher(run) or (nodes or 0) > 1
+    return (uses_launcher(run) or (options.get("nodes") or 0) > 1
+            or bool(options.get("conf") or options.get("broker-opts")))
 
 
-def step_resources(run: Mapping[str, Any], nested_default: bool | None = None,
-                   guest: bool = False) -> StepResources:
-    """Build the resource model of one step from its ``run:`` keys.
+#: Maestro's step keys, spelled as the flux batch options they become.
+STEP_KEYS = {"nodes": "nodes", "procs": "nslots", "cores per task": "cores-per-slot",
+             "gpus": "gpus-per-slot"}
 
-    Args:
-        run: the step's run block (nodes, procs, cores per task, gpus,
-            exclusive, walltime, priority, nested).
-        nested_default: the batch block's ``nested`` key, if set.
-        guest: clamp urgency to what a guest of the instance may ask for.
 
-    Returns:
-        StepResources. Raises StepError naming the key at fault.
+def step_options(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The step's own Maestro keys as flux batch options: the top precedence layer.
+
+    Keys the step leaves empty are absent, so lower layers (profile, batch
+    block, template directives) decide them.
     """
-    nodes = _count(run, "nodes", None, 1)
-    procs = _count(run, "procs", nodes or 1, 1)
-    cores = _count(run, "cores per task", 1, 1)
-    gpus = _count(run, "gpus", 0, 0)
-    exclusive, launcher_exclusive = _exclusive(run)
-    nested = wants_nested(run, nodes, nested_default)
-    if nodes and nodes > procs:
-        raise StepError(f"'nodes' ({nodes}) must not exceed 'procs' ({procs}): Flux places at "
-                        "least one task on every node")
+    found: dict[str, Any] = {}
+    for key, option in STEP_KEYS.items():
+        number = _count(run, key, None, 0 if key == "gpus" else 1)
+        if number is not None:
+            found[option] = number
+    if run.get("walltime") not in (None, ""):
+        found["time-limit"] = f"{walltime_seconds(run['walltime']):g}s"
+    if run.get("priority") not in (None, ""):
+        found["urgency"] = urgency_of(run["priority"])
+    if run.get("exclusive") not in (None, ""):
+        found["exclusive"] = _exclusive(run["exclusive"])[0]
+    return found
+
+
+def _check(nested: bool, nodes: int | None, slots: int, exclusive: bool) -> None:
+    if nodes and nodes > slots:
+        raise StepError(f"'nodes' ({nodes}) must not exceed 'procs'/nslots ({slots}): Flux "
+                        "places at least one slot on every node")
     if exclusive and not nodes:
         raise StepError("'exclusive' needs a node count: set 'nodes' on the step")
     if not nested and (nodes or 0) > 1:
         raise StepError(f"'nested: false' cannot span {nodes} nodes: a plain job is one task; "
                         "remove 'nested' or set it to true")
+
+
+def step_resources(options: Mapping[str, Any], run: Mapping[str, Any], nested: bool,
+                   guest: bool = False) -> StepResources:
+    """Build the resource model of one step from its effective flux options.
+
+    Args:
+        options: the step's flux batch options after precedence (step keys,
+            profile, batch block, template directives).
+        run: the step's run block (for $(LAUNCHER) and exclusive's launcher part).
+        nested: the outcome of ``wants_nested``.
+        guest: clamp urgency to what a guest of the instance may ask for.
+
+    Returns:
+        StepResources. Raises StepError naming the key at fault.
+    """
+    nodes = options.get("nodes")
+    exclusive = bool(options.get("exclusive"))
+    slots = options.get("nslots")
+    if slots is None:
+        # flux batch: -N without -n means one whole node per slot.
+        slots, exclusive = (nodes, True) if nodes else (1, exclusive)
+    cores = options.get("cores-per-slot", 1)
+    gpus = options.get("gpus-per-slot", 0)
+    _check(nested, nodes, slots, exclusive)
     if nested:
-        slots, per_slot_cores, per_slot_gpus = procs, cores, gpus
+        shape = (slots, cores, gpus)
     else:
-        slots, per_slot_cores, per_slot_gpus = 1, procs * cores, procs * gpus
+        shape = (1, slots * cores, slots * gpus)
     return StepResources(
-        nested=nested, nodes=nodes, slots=slots, cores_per_slot=per_slot_cores,
-        gpus_per_slot=per_slot_gpus, exclusive=exclusive,
-        duration=walltime_seconds(run.get("walltime")),
-        urgency=urgency_of(run.get("priority"), guest=guest),
-        tasks=procs, cores_per_task=cores, gpus_per_task=gpus,
-        launcher_exclusive=launcher_exclusive,
+        nested=nested, nodes=nodes, slots=shape[0], cores_per_slot=shape[1],
+        gpus_per_slot=shape[2], exclusive=exclusive,
+        duration=walltime_seconds(options.get("time-limit")),
+        urgency=clamp(options.get("urgency"), guest),
+        tasks=slots, cores_per_task=cores, gpus_per_task=gpus,
+        launcher_exclusive=_exclusive(run.get("exclusive"))[1],
     )

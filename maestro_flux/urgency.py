@@ -63,3 +63,9 @@ def urgency_of(priority: Any, guest: bool = False) -> int:
         else:
             urgency = PRIORITY_URGENCY[name]
     return min(urgency, GUEST_MAX) if guest else urgency
+
+
+def clamp(urgency: int | None, guest: bool = False) -> int:
+    """A Flux urgency (0-31, None meaning the default) as this submitter may ask for it."""
+    urgency = URGENCY_DEFAULT if urgency is None else urgency
+    return min(urgency, GUEST_MAX) if guest else urgency

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 
 import pytest
 from helpers import make_step
 
-from maestro_flux import flux_api
+from maestro_flux import flux_api, flux_options
 from maestro_flux.adapter import FluxAdapter
 from maestro_flux.resources import walltime_seconds
 
@@ -31,24 +30,14 @@ SHAPES = {
 }
 
 
-def batch_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    for flag in ("--nodes", "--nslots", "--cores-per-slot", "--gpus-per-slot", "--urgency"):
-        parser.add_argument(flag, type=int)
-    for flag in ("--time-limit", "--queue", "--bank", "--job-name", "--output", "--error"):
-        parser.add_argument(flag)
-    parser.add_argument("--exclusive", action="store_true")
-    for flag in ("--setattr", "--setopt", "--conf"):
-        parser.add_argument(flag, action="append", default=[])
-    return parser
-
-
 def read_header(script: str) -> argparse.Namespace:
-    args = []
-    for line in script.splitlines():
-        if line.startswith("#flux:"):
-            args += shlex.split(line[len("#flux:"):])
-    return batch_parser().parse_args(args)
+    """The header's options, read with flux's directive parser and our option table."""
+    found = {}
+    for _, args in flux_api.parse_directives(script):
+        flux_options.merge_into(found, flux_options.from_args(args))
+    names = {name.replace("-", "_"): found.get(name) for name in flux_options.OPTIONS}
+    names["cores_per_slot"] = names["cores_per_slot"] or 1
+    return argparse.Namespace(**names)
 
 
 def resources_from_header(script: str):
@@ -62,7 +51,7 @@ def resources_from_header(script: str):
 def written(adapter, shape, tmp_path):
     step = make_step(name=shape, **SHAPES[shape])
     _, script, _ = adapter.write_script(str(tmp_path), step)
-    jobspec, urgency = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, urgency, _ = adapter.build_jobspec(step, script, str(tmp_path))
     return step, script, json.loads(jobspec.dumps()), urgency
 
 

@@ -11,10 +11,17 @@ from maestro_flux.errors import BatchBlockError, StepError
 from maestro_flux.jobids import canonical, f58_encode, parse_jobid
 from maestro_flux.options import parse_batch_block
 from maestro_flux.request import launcher_command
-from maestro_flux.resources import step_resources, walltime_seconds
+from maestro_flux.resources import step_options, walltime_seconds, wants_nested
+from maestro_flux.resources import step_resources as model_of
 from maestro_flux.states import ACTIVE_STATE_MAP, STATE_NAMES, JobStatus, status_from_listing
 from maestro_flux.urgency import urgency_of
 from maestro_flux.uri import choose_broker
+
+
+def step_resources(run, nested_default=None):
+    """The resource model of a step that has only its Maestro keys."""
+    options = step_options(run)
+    return model_of(options, run, wants_nested(run, options, nested_default))
 
 
 # -- the batch block ---------------------------------------------------------
@@ -96,7 +103,7 @@ def test_nodes_alone_means_one_task_per_node():
 @pytest.mark.parametrize("run, message", [
     ({"cmd": "a", "procs": "many"}, "'procs' must be a whole number, not 'many'"),
     ({"cmd": "a", "procs": 0}, "'procs' must be at least 1"),
-    ({"cmd": "a", "nodes": 4, "procs": 2}, "'nodes' (4) must not exceed 'procs' (2)"),
+    ({"cmd": "a", "nodes": 4, "procs": 2}, "'nodes' (4) must not exceed 'procs'/nslots (2)"),
     ({"cmd": "a", "exclusive": True}, "'exclusive' needs a node count"),
     ({"cmd": "a", "nodes": 2, "procs": 2, "nested": False}, "'nested: false' cannot span 2"),
     ({"cmd": "a", "walltime": "soon"}, "'walltime' 'soon' is not HH:MM:SS"),
@@ -132,8 +139,8 @@ def test_guests_are_clamped_to_16():
 
 
 def test_launcher_command_uses_the_model():
-    res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 4, "nodes": 2, "cores per task": 3,
-                          "gpus": 1, "exclusive": {"launcher": True}})
+    res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 4, "nodes": 2,
+                          "cores per task": 3, "gpus": 1, "exclusive": {"launcher": True}})
     from maestro_flux.options import ExtraArgs
 
     launcher = ExtraArgs(setattr={"user.tag": "x"}, setopt={"mpi": "spectrum"})

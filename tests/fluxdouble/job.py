@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any
 
-from fluxdouble import Flux, Future
+from fluxdouble import Flux, Future, options
 from maestro_flux.jobids import f58_encode, parse_jobid
 
 FLUX_JOB_WAITABLE = 4
@@ -149,11 +149,69 @@ class JobspecV1:
         jobspec.add_file("script", script, perms=0o700, encoding="utf-8")
         return jobspec
 
-    def add_file(self, path: str, data: Any, perms: int = 0o600, encoding=None) -> None:
-        ref = {"mode": perms | 0o100000, "data": data}
-        if not isinstance(data, dict):
-            ref["encoding"] = encoding or "utf-8"
-        self.jobspec["attributes"]["system"].setdefault("files", {})[path] = ref
+    @classmethod
+    def from_batch(cls, script=None, *, content=None, nslots=None, nodes=None,
+                   cores_per_slot=1, gpus_per_slot=None, exclusive=False, broker_opts=None,
+                   conf=None, wrap=False, name=None, queue=None, bank=None, cwd=None,
+                   output=None, error=None, **kwargs):
+        if (script is None) == (content is None):
+            raise TypeError("from_batch() accepts 'script' or 'content', not both")
+        if nslots is None:
+            nslots, exclusive = (nodes, True) if nodes is not None else (1, exclusive)
+        jobspec = cls.from_batch_command(
+            content, name or "batch", num_slots=nslots, cores_per_slot=cores_per_slot,
+            gpus_per_slot=gpus_per_slot, num_nodes=nodes, broker_opts=broker_opts,
+            exclusive=exclusive, conf=conf)
+        jobspec.cwd = cwd or os.getcwd()
+        jobspec.stdout = output or "flux-{{id}}.out"
+        if error:
+            jobspec.stderr = error
+        if queue:
+            jobspec.queue = queue
+        if bank:
+            jobspec.setattr("system.bank", bank)
+        return jobspec.apply_options(env=kwargs.pop("env", []),
+                                     rlimit=kwargs.pop("rlimit", []), **kwargs)
+
+    def apply_options(self, *, env=None, rlimit=None, signal=None, time_limit=None,
+                      dependency=None, requires=None, shell_options=None, attributes=None,
+                      add_file=None):
+        """The options maestro-flux passes, applied as flux's apply_options does."""
+        if env is not None:
+            self.environment = options.filtered_environment(env)
+        if rlimit is not None:
+            limits = options.filtered_rlimits(rlimit)
+            if limits:
+                self.setattr_shell_option("rlimit", limits)
+        if signal:
+            self.setattr_shell_option("signal", options.signal_option(signal))
+        if dependency is not None:
+            self.setattr("system.dependencies", [options.dependency(u) for u in dependency])
+        if requires is not None:
+            self.setattr("system.constraints", options.constraint(" ".join(requires)))
+        for key, value in (shell_options or {}).items():
+            self.setattr_shell_option(key, value)
+        if time_limit is not None:
+            self.duration = options.duration(time_limit)
+        for key, value in (attributes or {}).items():
+            if not key.startswith((".", "attributes.", "user.", "system.")):
+                key = "system." + key
+            elif key.startswith("."):
+                key = "attributes" + key
+            self.setattr(key, value)
+        for arg in add_file or []:
+            options.add_file(self, arg)
+        return self
+
+    def add_file(self, path: str, data: Any, perms: int | None = None, encoding=None) -> None:
+        files = self.jobspec["attributes"]["system"].setdefault("files", {})
+        if isinstance(data, dict):
+            files[path] = {"mode": (perms or 0o600) | 0o100000, "data": data}
+        elif encoding is None and "\n" not in data:
+            files[path] = options.file_ref(data)  # a local path: read it, as flux does
+        else:
+            files[path] = {"mode": (perms or 0o600) | 0o100000, "data": data,
+                           "encoding": encoding or "utf-8"}
 
     def setattr(self, key: str, value: Any) -> None:
         if not key.startswith("attributes."):

@@ -1,0 +1,102 @@
+"""What the adapter can learn about the study around a step workspace.
+
+Maestro hands an adapter only the batch block and each step, so the spec's
+directory (for relative template paths) and a step's parameter values are read
+from the study's output directory, where Maestro stores them: ``batch.info``
+marks the study root, ``meta/study/env.pkl`` holds the study environment
+(with $(SPECROOT)), and ``meta/*.yaml`` the parameter combinations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from maestro_flux.errors import TemplateError
+
+LOGGER = logging.getLogger(__name__)
+SPECROOT_ENV = "MAESTRO_FLUX_SPECROOT"
+STUDY_MARKER = "batch.info"
+
+
+def study_root(workspace: str) -> Path | None:
+    """The study output directory holding ``workspace`` (None outside a study)."""
+    path = Path(workspace).resolve()
+    for candidate in (path, *path.parents[:4]):
+        if (candidate / STUDY_MARKER).is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=16)
+def _spec_root_of(root: Path) -> Path | None:
+    try:
+        with open(root / "meta" / "study" / "env.pkl", "rb") as handle:
+            study = pickle.load(handle)  # Maestro's own file, written by maestro run
+        variable = study.environment.find("SPECROOT")
+        return Path(variable.value) if variable is not None else None
+    except Exception as err:  # an older or foreign layout: fall back to the cwd
+        LOGGER.debug("no SPECROOT in %s: %s", root, err)
+        return None
+
+
+def spec_root(workspace: str | None) -> Path | None:
+    """The directory of the study's spec file, if it can be known."""
+    if os.environ.get(SPECROOT_ENV):
+        return Path(os.environ[SPECROOT_ENV])
+    root = study_root(workspace) if workspace else None
+    return _spec_root_of(root) if root else None
+
+
+def resolve_template(file: str, workspace: str | None) -> str:
+    """An absolute template path: relative paths resolve against the spec's directory.
+
+    Raises TemplateError naming every place looked in, when the file is missing.
+    """
+    path = Path(os.path.expanduser(file))
+    candidates = [path] if path.is_absolute() else []
+    if not candidates:
+        base = spec_root(workspace)
+        candidates = [base / path] if base else []
+        candidates.append(Path.cwd() / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate.resolve())
+    looked = ", ".join(str(c) for c in candidates)
+    raise TemplateError(f"batch file '{file}': no such template (looked for {looked})")
+
+
+@lru_cache(maxsize=16)
+def _combinations(root: Path) -> tuple[dict, dict]:
+    try:
+        meta = yaml.safe_load((root / "meta" / "metadata.yaml").read_text()) or {}
+        params = yaml.safe_load((root / "meta" / "parameters.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}, {}
+    return meta.get("used_parameters") or {}, params
+
+
+def _label_string(combo: dict, names: list[str]) -> str:
+    return ".".join(str(combo["labels"].get(f"$({name}.label)", "")) for name in names)
+
+
+def step_parameters(workspace: str, step_name: str) -> dict[str, str]:
+    """A step's Maestro parameter values, matched the way Maestro names the step."""
+    root = study_root(workspace)
+    if root is None:
+        return {}
+    used, combos = _combinations(root)
+    for base in sorted(used, key=len, reverse=True):
+        if not step_name.startswith(base + "_") or not used[base]:
+            continue
+        names = sorted(used[base])
+        suffix = step_name[len(base) + 1:]
+        for combo in combos.values():
+            if _label_string(combo, names) == suffix:
+                return {name: combo["params"].get(f"$({name})") for name in names}
+    return {}
