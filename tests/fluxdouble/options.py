@@ -11,7 +11,7 @@ import os
 import resource
 import signal as signals
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from fluxdouble.util import parse_fsd
 
