@@ -29,7 +29,7 @@ from maestro_flux.resources import StepResources, step_options, step_resources, 
 from maestro_flux.script import render_script
 from maestro_flux.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.study_context import resolve_template, step_parameters
-from maestro_flux.uri import choose_broker
+from maestro_flux.uri import BrokerChoice, choose_broker
 
 LOGGER = logging.getLogger(__name__)
 CANCEL_REASON = "canceled by maestro cancel"
@@ -72,6 +72,16 @@ class FluxAdapter(SchedulerScriptAdapter):
     @property
     def extension(self) -> str:
         return "flux.sh"
+
+    @property
+    def batch_options(self) -> BatchOptions:
+        """The validated batch block."""
+        return self._options
+
+    @property
+    def broker_choice(self) -> BrokerChoice:
+        """The broker URI this adapter submits to, and why."""
+        return self._broker_choice
 
     # -- the step model ------------------------------------------------------
     def _context(self, step: Any, workspace: str, choice: StepChoice, command: str) -> dict:

@@ -38,6 +38,12 @@ def _run(args: argparse.Namespace) -> int:
                      dry_without_flux=args.dry_without_flux)
 
 
+def _render(args: argparse.Namespace) -> int:
+    from maestro_flux.render import render_study
+
+    return render_study(args.spec, step=args.step, fmt=args.format, full_env=args.full_env)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maestro-flux",
                                   description="Flux Framework adapter for Maestro.",
@@ -55,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("maestro_args", nargs=argparse.REMAINDER,
                      help="further 'maestro run' options (after --)")
     run.set_defaults(func=_run)
+    render = sub.add_parser("render", help="print each step's script and jobspec; "
+                                           "needs no broker")
+    render.add_argument("spec", help="Maestro study specification (YAML)")
+    render.add_argument("--step", help="only this step (its name, or the expanded name)")
+    render.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                        help="how to print the jobspec (default yaml)")
+    render.add_argument("--full-env", action="store_true",
+                        help="print the job environment instead of counting it")
+    render.set_defaults(func=_render)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")

@@ -71,11 +71,24 @@ def resolve_template(file: str, workspace: str | None) -> str:
     raise TemplateError(f"batch file '{file}': no such template (looked for {looked})")
 
 
+class _MetaLoader(yaml.SafeLoader):
+    """Safe loading, plus the OrderedDict tag Maestro's yaml.dump writes for labels."""
+
+
+def _ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
+    (pairs,) = loader.construct_sequence(node, deep=True)
+    return {key: value for key, value in pairs}
+
+
+_MetaLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict)
+
+
 @lru_cache(maxsize=16)
 def _combinations(root: Path) -> tuple[dict, dict]:
     try:
-        meta = yaml.safe_load((root / "meta" / "metadata.yaml").read_text()) or {}
-        params = yaml.safe_load((root / "meta" / "parameters.yaml").read_text()) or {}
+        meta = yaml.load((root / "meta" / "metadata.yaml").read_text(), _MetaLoader) or {}
+        params = yaml.load((root / "meta" / "parameters.yaml").read_text(), _MetaLoader) or {}
     except (OSError, yaml.YAMLError):
         return {}, {}
     return meta.get("used_parameters") or {}, params

@@ -1,0 +1,95 @@
+"""``maestro-flux render``: each step's script and jobspec, with no broker.
+
+The study is staged into a temporary directory exactly as Maestro would stage
+it, and every step goes through the adapter's own code (template, precedence,
+header, jobspec). Where the bindings are missing, the scripts are still shown
+and the jobspec is reported as not checked, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import yaml
+
+from maestro_flux import flux_api
+from maestro_flux.adapter import FluxAdapter
+from maestro_flux.errors import BindingsMissing, MaestroFluxError
+from maestro_flux.precedence import choose
+from maestro_flux.study_context import SPECROOT_ENV
+from maestro_flux.study_spec import StagedStep, batch_block, load_spec, staged_steps
+
+
+def _jobspec_text(adapter: FluxAdapter, staged: StagedStep, script: str, fmt: str,
+                  full_env: bool) -> str:
+    jobspec, urgency, flags = adapter.build_jobspec(staged.step, script, staged.workspace)
+    document = json.loads(flux_api.jobspec_json(jobspec))
+    system = document["attributes"]["system"]
+    if not full_env and "environment" in system:
+        names = len(system["environment"])
+        system["environment"] = f"<{names} variables; --full-env shows them>"
+    request = {"urgency": urgency, "flags": flags, "jobspec": document}
+    if fmt == "json":
+        return json.dumps(request, indent=2)
+    return yaml.safe_dump(request, sort_keys=False, width=100)
+
+
+def _one_step(adapter: FluxAdapter, staged: StagedStep, fmt: str, full_env: bool,
+              out: TextIO) -> bool:
+    profile = choose(adapter.batch_options, staged.name).profile_name
+    print(f"==> step {staged.name} (profile: {profile})", file=out)
+    print(f"broker: {adapter.broker_choice.describe()}", file=out)
+    _, script, _ = adapter.write_script(staged.workspace, staged.step)
+    with open(script) as handle:
+        text = handle.read()
+    print(f"--- script {os.path.basename(script)}", file=out)
+    out.write(text)
+    if "this step cannot be submitted" in text:
+        print("--- jobspec: none, the step cannot be submitted (see the script above)", file=out)
+        return False
+    try:
+        body = _jobspec_text(adapter, staged, script, fmt, full_env)
+    except BindingsMissing as err:
+        print(f"--- jobspec: not checked: {err}", file=out)
+        return True
+    except (MaestroFluxError, ValueError, TypeError, OSError) as err:
+        print(f"--- jobspec: refused: {err}", file=out)
+        return False
+    print(f"--- jobspec ({fmt})", file=out)
+    out.write(body.rstrip("\n") + "\n")
+    return True
+
+
+def _selected(steps: Iterable[StagedStep], wanted: str | None) -> list[StagedStep]:
+    chosen = [s for s in steps if wanted is None or wanted in (s.name, s.step.real_name)]
+    if wanted and not chosen:
+        raise MaestroFluxError(f"no step named '{wanted}' in this study")
+    return chosen
+
+
+def render_study(path: str, step: str | None = None, fmt: str = "yaml",
+                 full_env: bool = False, out: TextIO = sys.stdout) -> int:
+    """Print every (or one) step's script and jobspec; 1 if any step cannot be submitted."""
+    spec = load_spec(path)
+    adapter = FluxAdapter(**batch_block(spec, path))
+    previous = os.environ.get(SPECROOT_ENV)
+    os.environ[SPECROOT_ENV] = os.path.dirname(os.path.abspath(path))
+    try:
+        with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
+            steps = _selected(staged_steps(spec, path, tmp), step)
+            results = [_one_step(adapter, s, fmt, full_env, out) for s in steps]
+    finally:
+        _restore(previous)
+    return 0 if all(results) else 1
+
+
+def _restore(previous: Any) -> None:
+    if previous is None:
+        os.environ.pop(SPECROOT_ENV, None)
+    else:
+        os.environ[SPECROOT_ENV] = previous
