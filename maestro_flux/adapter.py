@@ -26,7 +26,7 @@ from maestro_flux.options import BatchOptions, parse_batch_block
 from maestro_flux.precedence import StepChoice, choose, directive_options, effective_options
 from maestro_flux.request import JobRequest, job_request, launcher_command
 from maestro_flux.resources import StepResources, step_options, step_resources, wants_nested
-from maestro_flux.script import render_script
+from maestro_flux.script import interpreter, render_script
 from maestro_flux.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.study_context import resolve_template, step_parameters
 from maestro_flux.uri import BrokerChoice, choose_broker
@@ -194,7 +194,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         environment.update(env or {})
         with open(path) as handle:
             script_text = handle.read()
-        jobspec = flux_api.build_jobspec(request, script_text, path, self._exec, environment)
+        shell = interpreter(script_text, self._exec)
+        jobspec = flux_api.build_jobspec(request, script_text, path, shell, environment)
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:

@@ -95,6 +95,17 @@ def _dependencies(request: JobRequest) -> list[str] | None:
     return found or None
 
 
+def _in_workspace(arg: str, cwd: str) -> str:
+    """An --add-file argument with a relative path made relative to the step workspace,
+    where ``flux batch`` of the written script would look for it."""
+    name, sep, data = arg.partition("=")
+    path = data if sep else name
+    if "\n" in path or "\\n" in path or os.path.isabs(path):
+        return arg
+    located = os.path.join(cwd, path)
+    return f"{name}={located}" if sep else f"{os.path.basename(path)}={located}"
+
+
 def _applied(request: JobRequest) -> dict[str, Any]:
     """Keyword arguments of ``Jobspec.apply_options`` for the request's options."""
     res = request.resources
@@ -108,7 +119,7 @@ def _applied(request: JobRequest) -> dict[str, Any]:
         "requires": request.get("requires"),
         "attributes": dict(request.get("setattr", {})) or None,
         "shell_options": dict(request.get("setopt", {})) or None,
-        "add_file": request.get("add-file"),
+        "add_file": [_in_workspace(a, request.cwd) for a in request.get("add-file", [])],
     }
 
 
@@ -123,10 +134,10 @@ def _batch_jobspec(request: JobRequest, script_text: str) -> Any:
         output=request.output, error=request.error, **_applied(request))
 
 
-def _direct_jobspec(request: JobRequest, script_path: str, shell: str) -> Any:
+def _direct_jobspec(request: JobRequest, script_path: str, shell: list[str]) -> Any:
     res = request.resources
     jobspec = bindings().job.JobspecV1.from_command(
-        [shell, script_path], num_tasks=1, cores_per_task=res.cores_per_slot,
+        [*shell, script_path], num_tasks=1, cores_per_task=res.cores_per_slot,
         gpus_per_task=res.gpus_per_slot or None, num_nodes=res.nodes, exclusive=res.exclusive)
     jobspec.apply_options(**_applied(request))
     jobspec.setattr("system.job.name", request.name)
@@ -141,12 +152,13 @@ def _direct_jobspec(request: JobRequest, script_path: str, shell: str) -> Any:
 
 
 def build_jobspec(request: JobRequest, script_text: str, script_path: str,
-                  shell: str, environment: dict[str, str]) -> Any:
+                  shell: list[str], environment: dict[str, str]) -> Any:
     """A JobspecV1 for the request, built with the bindings' own factories.
 
     A nested step is ``JobspecV1.from_batch`` (``flux batch``'s own code path:
     ``from_batch_command`` plus ``apply_options(prog="batch")``); a direct step
-    is ``from_command`` running the written script with ``shell``, plus
+    is ``from_command`` running the written script with ``shell`` (its ``#!``
+    interpreter and arguments), plus
     ``apply_options``.
     """
     if request.resources.nested:

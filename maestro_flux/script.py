@@ -27,6 +27,13 @@ def _split_shebang(text: str, shell: str) -> tuple[str, list[str]]:
     return f"#!{shell}", lines
 
 
+def interpreter(script_text: str, default: str) -> list[str]:
+    """The ``#!`` interpreter and its arguments, which run a script as a plain job."""
+    first = script_text.split("\n", 1)[0]
+    words = first[2:].split() if first.startswith("#!") else []
+    return words or [default]
+
+
 def _quiet_directives(lines: list[str]) -> list[str]:
     """Template directives as plain comments: the header above already holds them."""
     return [f"# from template: {m.group(3).strip()}" if (m := DIRECTIVE.match(line)) else line

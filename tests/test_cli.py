@@ -48,3 +48,52 @@ def test_run_uses_a_reachable_broker(flux_mode, tmp_path):
     assert f"submitting to the running broker at {flux_mode.uri}" in done.stderr
     status = next(tmp_path.glob("studies/*/status.csv")).read_text()
     assert status.count("FINISHED") == 4
+
+
+def test_render_shows_each_step_script_and_jobspec(flux_mode, tmp_path):
+    env = {**os.environ, **flux_mode.env}
+    done = cli("render", str(ROOT / "specs" / "template_study.yaml"), "--format", "json",
+               env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("==> step ") == 3 and out.count("--- jobspec (json)") == 3
+    assert "==> step simulate_SIZE.20 (profile: batch)" in out
+    assert "export PARAM_SIZE=20" in out and "#flux: --time-limit=120s" in out
+    assert '"user": {' in out and '"owner": "maestro-flux"' in out
+    assert f"broker: {flux_mode.uri} (from FLUX_URI environment variable)" in out
+    assert not list(tmp_path.iterdir())  # nothing is left behind
+
+
+def test_render_one_step_of_a_profiles_study(flux_mode, tmp_path):
+    env = {**os.environ, **flux_mode.env}
+    done = cli("render", str(ROOT / "specs" / "profiles_study.yaml"), "--step", "spread",
+               env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("==> step ") == 1
+    assert "==> step spread (profile: wide)" in done.stdout
+    assert "#flux: --nslots=2" in done.stdout and "#flux: --urgency=12" in done.stdout
+    assert "#flux: --setattr=user.kind=wide" in done.stdout
+    assert "duration: 120.0" in done.stdout  # the step's walltime beats the profile's 3m
+
+
+def test_render_without_bindings_says_what_it_could_not_check(tmp_path):
+    env = {**os.environ, "MAESTRO_FLUX_BINDINGS": "no_such_bindings_module"}
+    done = cli("render", str(ROOT / "specs" / "hello_world.yaml"), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("--- jobspec: not checked: the Flux Python bindings cannot be "
+                             "imported") == 4
+    assert done.stdout.count("#flux: --time-limit=60s") == 4
+
+
+def test_render_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "specs" / "hello_world.yaml").read_text().replace(
+        "type: flux", "type: flux\n  quue: x"))
+    for args, message in [
+        ((str(bad),), "batch: unknown key 'quue' (did you mean 'queue'?)"),
+        ((str(ROOT / "specs" / "hello_world.yaml"), "--step", "nope"), "no step named 'nope'"),
+        ((str(tmp_path / "missing.yaml"),), "missing.yaml: no such study specification"),
+    ]:
+        done = cli("render", *args, cwd=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr

@@ -34,12 +34,58 @@ def step_resources(run, nested_default=None):
     ({"type": "flux", "launcher_args": {"conf": {"a": 1}}}, "batch.launcher_args.conf: flux run"),
     ({"type": "flux", "uri": "a", "flux_uri": "b"}, "both 'flux_uri' and its deprecated alias"),
     ({"type": "flux", "nested": "yes"}, "batch.nested: 'yes' is not of type 'boolean'"),
+    ({"type": "flux", "tasks-per-node": 2},
+     "batch: 'tasks-per-node' is a flux submit/run option that flux batch does not accept; "
+     "use 'nslots with nodes'"),
+    ({"type": "flux", "cores-per-task": 2}, "flux batch does not accept; use 'cores-per-slot'"),
+    ({"type": "flux", "cwd": "/x"}, "batch: 'cwd' cannot be set: every step runs in its Maestro"),
+    ({"type": "flux", "time_limit": 5}, "unknown key 'time_limit' (did you mean 'time-limit'?)"),
+    ({"type": "flux", "nodes": 0}, "batch.nodes: 0 is less than the minimum of 1"),
+    ({"type": "flux", "urgency": 40}, "batch.urgency: 40 is greater than the maximum of 31"),
+    ({"type": "flux", "exclusive": "yes"}, "batch.exclusive: 'yes' is not of type 'boolean'"),
+    ({"type": "flux", "setattr": 5}, "batch.setattr: 5 is not a valid value (flux batch -S"),
+    ({"type": "flux", "requires": {"a": 1}}, "batch.requires: {'a': 1} is not a valid value"),
+    ({"type": "flux", "profiles": {"gpu": {"quue": "x"}}},
+     "batch.profiles.gpu: unknown key 'quue' (did you mean 'queue'?)"),
+    ({"type": "flux", "profiles": {"gpu": {"ntasks": 4}}},
+     "batch.profiles.gpu: 'ntasks' is a flux submit/run option"),
+    ({"type": "flux", "profiles": {"gpu": {}}, "steps": {"train*": "gpux"}},
+     "batch.steps.train*: unknown profile 'gpux' (did you mean 'gpu'?); profiles: gpu"),
+    ({"type": "flux", "profiles": {"a b": {}}},
+     "profile name 'a b' may use only letters, digits, _ . -"),
+    ({"type": "flux", "setattr": ["=1"]}, "batch.setattr: 'setattr' entry '=1' has no key"),
+    ({"type": "flux", "dependency": [["x"]]}, "batch.dependency: [['x']] is not a valid value"),
 ])
 def test_bad_batch_blocks_get_one_line_naming_the_key(block, message):
     with pytest.raises(BatchBlockError) as info:
         parse_batch_block(block)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_schema_and_the_option_table_list_the_same_options():
+    from maestro_flux.flux_options import OPTIONS
+    from maestro_flux.options import batch_schema
+
+    schema = batch_schema()
+    assert set(schema["$defs"]["options"]["properties"]) == set(OPTIONS)
+    for where in (schema["properties"], schema["$defs"]["profile"]["properties"]):
+        assert set(OPTIONS) <= set(where)
+
+
+def test_options_are_read_in_their_canonical_forms():
+    options = parse_batch_block({
+        "type": "flux", "setattr": ["user.a", "user.b=2", 'user.c={"d":1}'], "setopt": "pty",
+        "env": "A=1", "env-remove": ["B*"], "env-file": "rules.env", "time-limit": 5,
+        "allocation_args": {"setattr": {"user.a": "low", "user.z": None}},
+        "profiles": {"p": {"nodes": 2, "exclusive": True}}, "steps": {"x*": "p"}})
+    found = options.defaults.options
+    assert found["setattr"] == {"user.a": 1, "user.z": 1, "user.b": 2, "user.c": {"d": 1}}
+    assert found["setopt"] == {"pty": 1}
+    assert found["env"] == ["A=1", "-B*", "^rules.env"]
+    assert found["time-limit"] == "5"
+    assert options.profile_for("x1").options == {"nodes": 2, "exclusive": True}
+    assert options.profile_for("y1") is None
 
 
 def test_uri_is_a_deprecated_alias_of_flux_uri():
