@@ -3,17 +3,21 @@
 By default a job gets the conductor's environment minus a deny-list of names
 that carry secrets or that would point the job at the wrong Flux instance.
 ``batch.env_deny`` replaces the deny-list; ``batch.env`` adds rules spelled as
-``flux run --env``: ``NAME=VALUE`` sets (``$NAME`` expands), ``PATTERN``
+``flux batch --env``: ``NAME=VALUE`` sets (``$NAME`` expands), ``PATTERN``
 copies matching names from the conductor's environment (even denied ones),
-``-PATTERN`` removes. ``-*`` first gives a pure allow-list.
+``-PATTERN`` removes, ``^FILE`` reads more rules from FILE. ``-*`` first gives a
+pure allow-list. A pattern written ``/REGEX/`` is a regular expression.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import string
 from collections.abc import Iterable, Mapping
+
+from maestro_flux.errors import StepError
 
 #: Names kept out of jobs unless a rule lets them back in.
 DEFAULT_DENY = (
@@ -28,11 +32,26 @@ DEFAULT_DENY = (
 
 
 def _matching(pattern: str, names: Iterable[str]) -> list[str]:
+    if len(pattern) > 1 and pattern.startswith("/"):
+        regex = re.compile(pattern.strip("/"))
+        return [name for name in names if regex.search(name)]
     return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
 
 
+def _file_rules(path: str) -> list[str]:
+    try:
+        with open(os.path.expanduser(path)) as handle:
+            lines = [line.strip() for line in handle]
+    except OSError as err:
+        raise StepError(f"env-file {path}: {err.strerror or err}") from None
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def _apply_rule(rule: str, env: dict[str, str], source: Mapping[str, str]) -> None:
-    if rule.startswith("-"):
+    if rule.startswith("^"):
+        for inner in _file_rules(rule[1:]):
+            _apply_rule(inner, env, source)
+    elif rule.startswith("-"):
         for name in _matching(rule[1:], list(env)):
             del env[name]
     elif "=" in rule:

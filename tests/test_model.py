@@ -277,3 +277,13 @@ def test_broker_uri_and_deprecation_are_logged_once_per_process(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert sum("submitting to local:///once/local-0" in m for m in messages) == 1
     assert sum("batch.uri is deprecated" in m for m in messages) == 1
+
+
+def test_env_files_and_regex_patterns_follow_flux_rules(tmp_path):
+    rules = tmp_path / "rules.env"
+    rules.write_text("# a comment\n\nFROM_FILE=1\n-/^DROP_[0-9]+$/\n")
+    env = job_environment([f"^{rules}"], deny=(),
+                          source={"DROP_1": "x", "DROP_X": "y", "KEEP": "z"})
+    assert env == {"DROP_X": "y", "KEEP": "z", "FROM_FILE": "1"}
+    with pytest.raises(StepError, match="env-file /no/such/file: No such file"):
+        job_environment(["^/no/such/file"], source={})
