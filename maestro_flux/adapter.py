@@ -151,7 +151,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         return jobspec, request.resources.urgency
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         guest = broker.is_guest()
         if guest and step.run.get("waitable"):
             log_once(LOGGER, logging.WARNING, "guest-waitable",
@@ -164,7 +164,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if not joblist:
             return JobStatusCode.NOJOBS, {}
         parsed, states = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         try:
             statuses = broker.statuses(set(parsed.values()))
         except (MaestroFluxError, OSError) as err:
@@ -205,7 +205,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if not joblist:
             return CancellationRecord(CancelCode.OK, 0)
         parsed, bad = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         try:
             outcome = broker.cancel(set(parsed.values()), CANCEL_REASON)
         except (MaestroFluxError, OSError) as err:

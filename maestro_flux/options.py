@@ -45,6 +45,7 @@ class BatchOptions:
     env_rules: tuple[str, ...] = ()
     env_deny: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
+    connect_timeout: float = 5.0  # seconds; remote.DEFAULT_CONNECT_TIMEOUT
 
 
 @lru_cache(maxsize=1)
@@ -137,4 +138,5 @@ def _parse_cached(block_json: str) -> BatchOptions:
         env_rules=tuple(block.get("env") or ()),
         env_deny=tuple(block["env_deny"]) if "env_deny" in block else None,
         warnings=warnings,
+        connect_timeout=float(block.get("connect_timeout", 5.0)),
     )

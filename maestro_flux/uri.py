@@ -87,7 +87,7 @@ def needs_resolving(uri: str) -> bool:
     return scheme_of(uri) not in CONNECTABLE
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
@@ -98,7 +98,7 @@ def _with_command(uri: str) -> str:
                                   "and there is no 'flux' command to try")
     done = subprocess.run(["flux", "uri", uri], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise ValueError(_one_line(done.stderr) or f"flux uri exited {done.returncode}")
+        raise ValueError(one_line(done.stderr) or f"flux uri exited {done.returncode}")
     return done.stdout.strip()
 
 
@@ -133,7 +133,7 @@ def resolve(uri: str) -> Resolution:
         raise
     except Exception as err:  # plugins raise ValueError, OSError, CalledProcessError...
         hint = RESOLVE_HINTS.get(scheme_of(uri), "check the URI with 'flux uri URI'")
-        raise BrokerError(f"cannot resolve flux_uri '{uri}': {_one_line(err) or type(err).__name__}"
+        raise BrokerError(f"cannot resolve flux_uri '{uri}': {one_line(err) or type(err).__name__}"
                           f"; {hint}") from None
     resolution = Resolution(uri, prefer_local(target.strip()), how)
     _RESOLVED[uri] = resolution
