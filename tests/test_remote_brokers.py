@@ -185,10 +185,11 @@ def test_jobid_uri_reaches_a_nested_instance(flux_mode, tmp_path):
     """Allocation packing inside a Flux job: a nested instance (what flux batch
     starts) gets a study's steps through jobid:ID."""
     outer = FluxAdapter(type="flux", nested=True)
-    holder = make_step(name="instance", cmd="sleep 300", nodes=1, procs=1)
+    # The initial program runs once the nested broker is up (rc1 done, services loaded).
+    holder = make_step(name="instance", cmd="touch ready; sleep 300", nodes=1, procs=1)
     jobid, _ = write_and_submit(outer, holder, tmp_path / "outer")
     try:
-        assert wait_for(outer, jobid, {State.RUNNING}) == State.RUNNING
+        _wait_for_file(tmp_path / "outer" / "ready")
         nested_uri = _wait_for_uri(jobid)
         inner = FluxAdapter(type="flux", flux_uri=f"jobid:{jobid}")
         record = submit_one(inner, tmp_path / "inner", cmd='echo "$FLUX_URI" > uri.txt')
@@ -199,6 +200,13 @@ def test_jobid_uri_reaches_a_nested_instance(flux_mode, tmp_path):
             nested_uri)
     finally:
         outer.cancel_jobs([jobid])
+
+
+def _wait_for_file(path: Path, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.1)
 
 
 def _wait_for_uri(jobid: str, timeout: float = 60) -> str:
