@@ -78,7 +78,7 @@ class Broker:
             with remote.connect_environment(target, self.timeout):
                 return flux_api.connect(target)
         except OSError as err:
-            reason = uris.one_line(err.strerror or err)
+            reason = uris.one_line(err.strerror or err).removeprefix("Unable to connect to Flux: ")
             hint = remote.unreachable_hint(target or "", reason, self.timeout)
             raise BrokerError(f"cannot connect to Flux at {where}: {reason}; {hint}") from None
 

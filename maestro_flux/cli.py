@@ -38,6 +38,12 @@ def _run(args: argparse.Namespace) -> int:
                      dry_without_flux=args.dry_without_flux)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from maestro_flux.doctor import doctor
+
+    return doctor(args.spec)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maestro-flux",
                                   description="Flux Framework adapter for Maestro.",
@@ -55,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("maestro_args", nargs=argparse.REMAINDER,
                      help="further 'maestro run' options (after --)")
     run.set_defaults(func=_run)
+    doc = sub.add_parser("doctor", help="check that submission to Flux will work: bindings, "
+                                        "URI, connection, instance, queue and bank")
+    doc.add_argument("spec", nargs="?", help="study specification whose batch block to check")
+    doc.set_defaults(func=_doctor)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")
