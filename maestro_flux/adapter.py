@@ -199,7 +199,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         guest = broker.is_guest()
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env, guest)
         if guest and "waitable" in flags:
@@ -213,7 +213,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if not joblist:
             return JobStatusCode.NOJOBS, {}
         parsed, states = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         try:
             statuses = broker.statuses(set(parsed.values()))
         except (MaestroFluxError, OSError) as err:
@@ -254,7 +254,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if not joblist:
             return CancellationRecord(CancelCode.OK, 0)
         parsed, bad = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri)
+        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         try:
             outcome = broker.cancel(set(parsed.values()), CANCEL_REASON)
         except (MaestroFluxError, OSError) as err:

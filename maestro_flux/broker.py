@@ -1,6 +1,11 @@
 """A connection to one broker: opened lazily, cached per URI per process, and
 reopened once when the broker connection is lost.
 
+The URI is resolved (uri.resolve) and connected on first use, with a bounded
+connect time for ssh:// (remote.py). One handle serves every cycle of a study;
+while the broker cannot be reached, each use fails fast with one line naming the
+URI and host, and the outage is logged when it starts and when it ends.
+
 Maestro rebuilds the adapter two or three times per conductor cycle; the
 connection, the broker facts (guest or owner) and the poll bookkeeping live
 here, per process, so that rebuilding costs nothing.
@@ -16,8 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from maestro_flux import flux_api
+from maestro_flux import flux_api, remote
+from maestro_flux import uri as uris
 from maestro_flux.errors import BrokerError
+from maestro_flux.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.states import JobStatus, status_from_listing
 
 LOGGER = logging.getLogger(__name__)
@@ -36,24 +43,57 @@ class Broker:
     """One broker, as seen from this process."""
 
     uri: str | None
+    timeout: float = DEFAULT_CONNECT_TIMEOUT
     _handle: Any = None
     _guest: bool | None = None
     _last_poll: float | None = None
     _final: dict[int, JobStatus] = field(default_factory=dict)
+    _down_since: float | None = None
 
     @property
     def label(self) -> str:
         return self.uri or "the system instance"
 
+    def target(self) -> str | None:
+        """The URI to connect to: ``uri`` resolved (once per process), None for the default."""
+        return uris.resolve(self.uri).uri if self.uri else None
+
     def handle(self) -> Any:
-        """The open handle, connecting on first use."""
+        """The open handle, resolving and connecting on first use."""
         if self._handle is None:
             try:
-                self._handle = flux_api.connect(self.uri)
-            except OSError as err:
-                raise BrokerError(f"cannot connect to Flux at {self.label}: "
-                                  f"{err.strerror or err}") from None
+                self._handle = self._connect(self.target())
+            except BrokerError as err:
+                self._went_down(str(err))
+                raise
+            self._came_back()
         return self._handle
+
+    def _connect(self, target: str | None) -> Any:
+        where = self.label if target in (None, self.uri) else f"{self.label} ({target})"
+        if remote.is_ssh(target):
+            where += f" on host {remote.ssh_host(target)}"
+            LOGGER.info("maestro-flux: connecting to %s (timeout %gs)", where, self.timeout)
+        try:
+            with remote.connect_environment(target, self.timeout):
+                return flux_api.connect(target)
+        except OSError as err:
+            reason = uris.one_line(err.strerror or err).removeprefix("Unable to connect to Flux: ")
+            hint = remote.unreachable_hint(target or "", reason, self.timeout)
+            raise BrokerError(f"cannot connect to Flux at {where}: {reason}; {hint}") from None
+
+    def _went_down(self, reason: str) -> None:
+        if self._down_since is None:
+            self._down_since = time.time()
+            LOGGER.warning("maestro-flux: Flux at %s is unreachable: %s. Job ids are kept; "
+                           "steps keep their state and are polled again every cycle",
+                           self.label, reason)
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            LOGGER.warning("maestro-flux: Flux at %s is reachable again after %.0fs; "
+                           "polling resumes", self.label, time.time() - self._down_since)
+            self._down_since = None
 
     def call(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(handle)``, reconnecting once if the connection was lost."""
@@ -65,7 +105,13 @@ class Broker:
             LOGGER.warning("Flux connection to %s lost (%s); reconnecting once",
                            self.label, err.strerror or err)
             self._handle = None
-            return operation(self.handle())
+            try:
+                return operation(self.handle())
+            except OSError as again:
+                if again.errno in LOST_CONNECTION:
+                    self._handle = None
+                    self._went_down(again.strerror or str(again))
+                raise
 
     def is_guest(self) -> bool:
         """True if we are not the instance owner, so urgency > 16 and waitable are refused."""
@@ -115,13 +161,15 @@ class Broker:
 _BROKERS: dict[str | None, Broker] = {}
 
 
-def broker_for(uri: str | None) -> Broker:
+def broker_for(uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
     """The process-wide Broker for a URI (no connection is opened here)."""
     if uri not in _BROKERS:
-        _BROKERS[uri] = Broker(uri)
+        _BROKERS[uri] = Broker(uri, timeout)
+    _BROKERS[uri].timeout = timeout
     return _BROKERS[uri]
 
 
 def forget_brokers() -> None:
-    """Drop every cached connection (tests, and a broker that was replaced)."""
+    """Drop every cached connection and resolution (tests, and a broker that was replaced)."""
     _BROKERS.clear()
+    uris.forget_resolutions()

@@ -44,6 +44,12 @@ def _render(args: argparse.Namespace) -> int:
     return render_study(args.spec, step=args.step, fmt=args.format, full_env=args.full_env)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from maestro_flux.doctor import doctor
+
+    return doctor(args.spec)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maestro-flux",
                                   description="Flux Framework adapter for Maestro.",
@@ -70,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--full-env", action="store_true",
                         help="print the job environment instead of counting it")
     render.set_defaults(func=_render)
+    doc = sub.add_parser("doctor", help="check that submission to Flux will work: bindings, "
+                                        "URI, connection, instance, queue and bank")
+    doc.add_argument("spec", nargs="?", help="study specification whose batch block to check")
+    doc.set_defaults(func=_doctor)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")

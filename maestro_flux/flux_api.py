@@ -44,6 +44,7 @@ def bindings() -> ModuleType:
     try:
         root = importlib.import_module(name)
         importlib.import_module(name + ".job")
+        importlib.import_module(name + ".uri")
     except ImportError as err:
         raise BindingsMissing(f"the Flux Python bindings cannot be imported ({err}); "
                               f"{INSTALL_HINT}") from None
@@ -67,6 +68,26 @@ def connect(uri: str | None) -> Any:
 def attr(handle: Any, name: str) -> str:
     """A broker attribute (an RPC the first time)."""
     return handle.attr_get(name)
+
+
+def resolve_uri(target: str) -> str:
+    """What ``flux uri TARGET`` prints: Flux's own resolver, with its plugins
+    (jobid:, slurm:, lsf:, pid:); local:// and ssh:// come back unchanged.
+
+    Raises whatever the resolver raises: ValueError, OSError or
+    NotImplementedError (no plugin for the scheme).
+    """
+    return str(bindings().uri.FluxURIResolver().resolve(target))
+
+
+def config(handle: Any) -> dict:
+    """The instance's configuration (``flux config get``), queues included."""
+    return handle.rpc("config.get").get()
+
+
+def jobtap_plugins(handle: Any) -> list[str]:
+    """Names of the job-manager plugins loaded (``flux jobtap list``)."""
+    return list(handle.rpc("job-manager.jobtap", {"query_only": True}).get()["plugins"])
 
 
 def _split(values: Iterable[str] | None) -> list[str]:

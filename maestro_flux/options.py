@@ -54,6 +54,7 @@ class BatchOptions:
     launcher: ExtraArgs = field(default_factory=ExtraArgs)
     env_deny: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
+    connect_timeout: float = 5.0  # seconds; remote.DEFAULT_CONNECT_TIMEOUT
 
     @property
     def queue(self) -> str | None:
@@ -211,4 +212,5 @@ def _parse_cached(block_json: str) -> BatchOptions:
         launcher=_launcher_args(block),
         env_deny=tuple(block["env_deny"]) if "env_deny" in block else None,
         warnings=warnings,
+        connect_timeout=float(block.get("connect_timeout", 5.0)),
     )

@@ -1,11 +1,25 @@
 """Which broker a study talks to: ``flux_uri`` in the batch block, then the
-``FLUX_URI`` environment variable, then the system instance."""
+``FLUX_URI`` environment variable, then the system instance; and how a URI that
+names a job rather than a socket (``jobid:``, ``slurm:``, ``lsf:``, ``pid:``) is
+resolved: by Flux's own resolver, once per process, which for the conductor is
+once per study run."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
+import socket
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from maestro_flux import flux_api
+from maestro_flux.errors import BrokerError, MaestroFluxError
+
+LOGGER = logging.getLogger(__name__)
 
 SYSTEM_INSTANCE = "the system instance (Flux's default URI)"
 
@@ -29,3 +43,104 @@ def choose_broker(flux_uri: str | None, environ: Mapping[str, str] | None = None
     if environ.get("FLUX_URI"):
         return BrokerChoice(environ["FLUX_URI"], "FLUX_URI environment variable")
     return BrokerChoice(None, "default: neither flux_uri nor FLUX_URI is set")
+
+
+# -- resolution ----------------------------------------------------------------
+#: Schemes Flux connects to directly; every other form goes through Flux's resolver.
+CONNECTABLE = ("local", "ssh")
+#: What to check when a scheme's resolver fails (the commands it runs are Flux's).
+RESOLVE_HINTS = {
+    "jobid": "the job must be running in the enclosing instance (FLUX_URI, else the system "
+             "instance); check it with 'flux jobs -a ID' and 'flux uri ID'",
+    "slurm": "Flux runs 'scontrol listpids ID', else 'squeue -j ID' and 'srun --overlap "
+             "--jobid=ID flux uri slurm:ID': run Maestro where Slurm's commands work and the "
+             "allocation runs Flux, and check with 'flux uri --remote slurm:ID'",
+    "lsf": "Flux runs csm_allocation_query (CSM_ALLOCATION_QUERY) and then "
+           "'ssh HOST flux uri --remote lsf:ID?is_compute': check with "
+           "'flux uri --remote lsf:ID'",
+    "pid": "the process must run on this host, be yours and have FLUX_URI in its environment",
+}
+_RESOLVED: dict[str, Resolution] = {}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A URI as written and the URI connected to."""
+
+    written: str
+    uri: str
+    how: str  # "as written", "flux-python's resolver", "the flux uri command"
+
+    def describe(self) -> str:
+        if self.uri == self.written:
+            return self.uri
+        return f"{self.written} -> {self.uri} (resolved by {self.how})"
+
+
+def scheme_of(uri: str) -> str:
+    """The resolver scheme: a bare id (``f3Bz``, ``123/456``) is a jobid."""
+    head, sep, _ = uri.partition(":")
+    return head if sep and re.fullmatch(r"[a-z][a-z0-9+.-]*", head) else "jobid"
+
+
+def needs_resolving(uri: str) -> bool:
+    return scheme_of(uri) not in CONNECTABLE
+
+
+def one_line(text: object) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _with_command(uri: str) -> str:
+    """``flux uri URI``, for schemes flux-python's resolver has no plugin for."""
+    if shutil.which("flux") is None:
+        raise NotImplementedError(f"flux-python has no resolver for '{scheme_of(uri)}:' "
+                                  "and there is no 'flux' command to try")
+    done = subprocess.run(["flux", "uri", uri], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise ValueError(one_line(done.stderr) or f"flux uri exited {done.returncode}")
+    return done.stdout.strip()
+
+
+def prefer_local(uri: str, hostname: str | None = None) -> str:
+    """``ssh://THIS-HOST/path`` as ``local:///path`` when the socket is here: Flux names
+    nested instances by ssh:// URIs even when Maestro runs on the same node."""
+    parts = urlparse(uri)
+    here = hostname or socket.gethostname()
+    if (parts.scheme == "ssh" and parts.hostname in (here, here.split(".")[0])
+            and not parts.port and os.path.exists(parts.path)):
+        return f"local://{parts.path}"
+    return uri
+
+
+def resolve(uri: str) -> Resolution:
+    """The URI to connect to for ``uri``, resolved once per process (one study run).
+
+    Raises:
+        BrokerError: one line naming the URI, the resolver's reason and what to check.
+    """
+    if uri in _RESOLVED:
+        return _RESOLVED[uri]
+    if not needs_resolving(uri):
+        return Resolution(uri, uri, "as written")
+    LOGGER.info("maestro-flux: resolving %s", uri)
+    try:
+        try:
+            target, how = flux_api.resolve_uri(uri), "flux-python's resolver"
+        except NotImplementedError:
+            target, how = _with_command(uri), "the flux uri command"
+    except MaestroFluxError:
+        raise
+    except Exception as err:  # plugins raise ValueError, OSError, CalledProcessError...
+        hint = RESOLVE_HINTS.get(scheme_of(uri), "check the URI with 'flux uri URI'")
+        raise BrokerError(f"cannot resolve flux_uri '{uri}': {one_line(err) or type(err).__name__}"
+                          f"; {hint}") from None
+    resolution = Resolution(uri, prefer_local(target.strip()), how)
+    _RESOLVED[uri] = resolution
+    LOGGER.info("maestro-flux: %s", resolution.describe())
+    return resolution
+
+
+def forget_resolutions() -> None:
+    """Drop cached resolutions (tests)."""
+    _RESOLVED.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def run_fg(spec: Path, flux_mode, tmp_path, **env_extra) -> tuple[subprocess.Com
 
 
 def with_uri(spec: Path, uri: str, tmp_path: Path) -> Path:
-    text = spec.read_text().replace("local:///tmp/maestro-flux-demo/local-0", uri)
+    """A copy of ``spec`` whose batch block names ``uri`` (the examples name a demo broker)."""
+    text = re.sub(r"(?m)^(  flux_uri:) .*$", rf"\1 {uri}", spec.read_text())
     copy = tmp_path / spec.name
     copy.write_text(text)
     return copy

@@ -12,15 +12,34 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
+import subprocess
+import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
 
 DEFAULT_URI = "local:///run/flux/local"
+BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin")
+SSH_HINT = ("Unable to establish clean ssh connection.\n"
+            "Hint: Check that shell init files do not write to stdout when non-interactive.")
 
 
 def _connect_error(text: str) -> OSError:
     return OSError(errno.ENOENT, f"Unable to connect to Flux: {text}")
+
+
+def connect_socket(path: str) -> socket.socket:
+    """A connection to the broker socket at ``path``, with the local connector's errors."""
+    if not os.path.exists(path):
+        raise _connect_error(f"broker socket {path} was not found")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        raise OSError(err.errno, f"Unable to connect to Flux: {err.strerror}") from None
+    return sock
 
 
 class Future:
@@ -46,23 +65,70 @@ class Future:
         return self
 
 
+def ssh_command(rest: str) -> list[str]:
+    """The command flux-core's ssh connector runs for ``ssh://REST``:
+    ``$FLUX_SSH [-p port] [user@]host [env] [PATH=...] [LD_LIBRARY_PATH=...]
+    ${FLUX_SSH_RCMD:-flux} relay /path``."""
+    parts = urlparse("ssh://" + rest)
+    if not parts.hostname or not parts.path or parts.query or parts.fragment:
+        raise OSError(errno.EINVAL, "Invalid argument")
+    argv = [os.environ.get("FLUX_SSH", "ssh")]
+    if parts.port:
+        argv += ["-p", str(parts.port)]
+    argv.append(f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname)
+    flux_cmd = os.environ.get("FLUX_SSH_RCMD")
+    ld_path = os.environ.get("LD_LIBRARY_PATH")
+    if ld_path or not flux_cmd:
+        argv.append("env")
+    if not flux_cmd:
+        # the double's own installation plays the part of the local flux's bindir
+        argv.append(f"PATH={os.path.dirname(parts.path)}/bin:{BIN}:/bin:/usr/bin")
+        flux_cmd = "flux"
+    if ld_path:
+        argv.append(f"LD_LIBRARY_PATH={ld_path}")
+    return argv + [flux_cmd, "relay", parts.path]
+
+
+class _SshLink:
+    """The ssh connector: a pipe to ``flux relay`` on the remote host."""
+
+    def __init__(self, rest: str):
+        argv = ssh_command(rest)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        except OSError as err:
+            raise _connect_error(f"ssh-connector: {argv[0]}: {err.strerror}\n"
+                                 "Hint: set FLUX_SSH in environment to override") from None
+        if self.proc.stdout.read(1) != b"\0":  # flux relay's handshake byte
+            text = self.proc.stderr.read().decode(errors="replace").strip()
+            self.proc.wait()
+            raise OSError(errno.ECONNRESET, "Unable to connect to Flux: " + (text or SSH_HINT))
+        threading.Thread(target=shutil.copyfileobj,
+                         args=(self.proc.stderr, open(os.devnull, "wb")), daemon=True).start()
+        self.rfile, self.wfile = self.proc.stdout, self.proc.stdin
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 class Flux:
-    """A handle on a double broker."""
+    """A handle on a double broker, over ``local://`` or ``ssh://``."""
 
     def __init__(self, uri: str | None = None):
         uri = uri or os.environ.get("FLUX_URI") or DEFAULT_URI
         scheme, sep, path = uri.partition("://")
-        if not sep or scheme != "local":
-            raise _connect_error(f"Unable to find connector name '{scheme if sep else uri}'")
-        if not os.path.exists(path):
-            raise _connect_error(f"broker socket {path} was not found")
         self.uri = uri
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._sock.connect(path)
-        except OSError as err:
-            raise OSError(err.errno, f"Unable to connect to Flux: {err.strerror}") from None
-        self._file = self._sock.makefile("rwb")
+        self._link = None
+        if sep and scheme == "ssh":
+            self._link = _SshLink(path)
+            self._rfile, self._wfile = self._link.rfile, self._link.wfile
+        else:
+            if not sep or scheme != "local":
+                raise _connect_error(f"Unable to find connector name '{scheme if sep else uri}'")
+            self._sock = connect_socket(path)
+            self._rfile = self._wfile = self._sock.makefile("rwb")
         self._tag = 0
         self._replies: dict[int, dict] = {}
         self._pending_callbacks: dict[int, Future] = {}
@@ -74,14 +140,14 @@ class Flux:
         message = {"topic": topic, "payload": payload or {}, "matchtag": self._tag,
                    "cred": self._cred}
         try:
-            self._file.write((json.dumps(message) + "\n").encode())
-            self._file.flush()
-        except OSError:
+            self._wfile.write((json.dumps(message) + "\n").encode())
+            self._wfile.flush()
+        except (OSError, ValueError):  # ValueError: the pipe was closed
             raise OSError(errno.ECONNRESET, "Connection reset by peer") from None
         return Future(self, self._tag)
 
     def _read_one(self) -> None:
-        line = self._file.readline()
+        line = self._rfile.readline()
         if not line:
             raise OSError(errno.ECONNRESET, "Connection reset by peer")
         reply = json.loads(line)
@@ -107,4 +173,7 @@ class Flux:
         return self.rpc("attr.get", {"name": name}).get()["value"]
 
     def close(self) -> None:
-        self._sock.close()
+        if self._link:
+            self._link.close()
+        else:
+            self._sock.close()

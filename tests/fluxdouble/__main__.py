@@ -24,11 +24,14 @@ def main() -> int:
     parser.add_argument("--owner", type=int, default=os.getuid(),
                         help="uid of the instance owner (another uid makes us a guest)")
     parser.add_argument("--queue", action="append", default=[])
+    parser.add_argument("--level", type=int, default=0, help="instance-level (nested: > 0)")
+    parser.add_argument("--parent-uri", default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     rundir = args.rundir or tempfile.mkdtemp(prefix="fluxdouble-")
     os.makedirs(rundir, exist_ok=True)
-    broker = Broker(rundir, args.test_size, args.cores_per_node, args.owner, args.queue)
+    broker = Broker(rundir, args.test_size, args.cores_per_node, args.owner, args.queue,
+                    args.parent_uri, args.level)
     server = serve(broker)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if command:

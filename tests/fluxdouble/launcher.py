@@ -1,15 +1,45 @@
-"""`flux run` inside a job of the test double: start -n tasks, wait, exit with the
-highest exit code, as a job shell would report it."""
+"""The test double's `flux` command: `flux run` inside a job (start -n tasks, wait,
+exit with the highest exit code, as a job shell would report it), and
+`flux relay PATH`, which the ssh connector runs on the remote host."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
+import threading
+
+
+def relay(path: str) -> int:
+    """Bridge stdin/stdout to the broker socket at ``path``, like ``flux relay``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        print(f"{socket.gethostname()}: local://{path}: {err.strerror}", file=sys.stderr)
+        return 1
+    out = sys.stdout.buffer
+    out.write(b"\0")
+    out.flush()
+    reader = sock.makefile("rb")
+
+    def downstream() -> None:
+        while line := reader.readline():
+            out.write(line)
+            out.flush()
+        os._exit(0)  # the broker went away: so does the relay, and ssh with it
+
+    threading.Thread(target=downstream, daemon=True).start()
+    while data := os.read(0, 65536):
+        sock.sendall(data)
+    return 0
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["relay"] and len(argv) == 2:
+        return relay(argv[1])
     if not argv or argv[0] != "run":
         print(f"fluxdouble: only 'flux run' is available in a job, not {argv[:1]}",
               file=sys.stderr)

@@ -52,6 +52,7 @@ class Job:
     cores: int = 1
     nodes: int = 1
     events: list = field(default_factory=list)
+    annotations: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -80,7 +81,9 @@ def _nodes(resources: list) -> int:
 
 class Broker:
     def __init__(self, rundir: str, size: int, cores_per_node: int, owner: int,
-                 queues: list[str]):
+                 queues: list[str], parent_uri: str | None = None, level: int = 0):
+        self.parent_uri = parent_uri
+        self.level = level
         self.rundir = rundir
         self.size = size
         self.cores_per_node = cores_per_node
@@ -110,9 +113,12 @@ class Broker:
             return method(payload, cred)
 
     def rpc_attr_get(self, payload: dict, cred: dict) -> dict:
-        attrs = {"version": "0.88.0", "instance-level": "0", "size": str(self.size),
-                 "rank": "0", "local-uri": self.uri, "rundir": self.rundir,
-                 "security.owner": str(self.owner), "broker.pid": str(os.getpid())}
+        attrs = {"version": "0.88.0", "instance-level": str(self.level),
+                 "size": str(self.size), "rank": "0", "local-uri": self.uri,
+                 "rundir": self.rundir, "security.owner": str(self.owner),
+                 "broker.pid": str(os.getpid())}
+        if self.parent_uri:
+            attrs["parent-uri"] = self.parent_uri
         name = payload["name"]
         if name not in attrs:
             raise RequestError(errno.ENOENT, "No such file or directory")
@@ -120,6 +126,13 @@ class Broker:
 
     def rpc_config_get(self, payload: dict, cred: dict) -> dict:
         return {"queues": {q: {} for q in self.queues}} if self.queues else {}
+
+    def rpc_job_manager_jobtap(self, payload: dict, cred: dict) -> dict:
+        # What a 0.88 broker without flux-accounting lists.
+        return {"plugins": [".priority-default", ".limit-job-size", ".limit-duration",
+                            ".dependency-after", ".dependency-singleton", ".begin-time",
+                            ".validate-duration", ".update-duration", ".history",
+                            ".post-event", ".update-queue"]}
 
     def rpc_job_ingest_submit(self, payload: dict, cred: dict) -> dict:
         jobspec = json.loads(payload["J"])
@@ -170,6 +183,8 @@ class Broker:
             entry["t_inactive"] = job.t_inactive
         if job.waitstatus is not None:
             entry["waitstatus"] = job.waitstatus
+        if job.annotations:
+            entry["annotations"] = job.annotations
         entry["exception_occurred"] = job.exception is not None
         if job.exception:
             entry["exception_type"] = job.exception["type"]
@@ -246,7 +261,7 @@ class Broker:
         job.state = "RUN"
         self._event(job, "start", {})
         try:
-            job.proc = launch(job, self.uri)
+            job.proc = launch(job, self)
         except OSError as err:
             command = job.jobspec["tasks"][0]["command"][0]
             self._exception(job, "exec", f"task 0 (host {socket.gethostname()}): start failed: "
@@ -309,23 +324,53 @@ def _stream(job: Job, name: str, cwd: str, fallback):
     return open(os.path.join(cwd, _expand(path, job)), "ab")
 
 
-def launch(job: Job, uri: str) -> subprocess.Popen:
+def _announce_uri(job: Job, broker: Broker, rundir: str) -> None:
+    """Post the nested broker's URI as the ``user.uri`` memo once it listens,
+    as a real nested instance does (``flux uri JOBID`` reads it)."""
+    socket_path = os.path.join(rundir, "local-0")
+    end = time.time() + 60
+    while time.time() < end and job.state == "RUN":
+        if os.path.exists(socket_path):
+            with broker.lock:
+                uri = f"ssh://{socket.gethostname()}{socket_path}"
+                job.annotations = {"user": {"uri": uri}}
+                broker._event(job, "memo", {"uri": uri})
+            return
+        time.sleep(0.02)
+
+
+def _nested_broker(job: Job, broker: Broker, system: dict, command: list) -> list:
+    """A nested instance: a child double broker that runs the initial program,
+    with this double's own `flux run` standing in for the nested broker's."""
+    tmpdir = tempfile.mkdtemp(prefix=f"fluxdouble-{job.id}-")
+    script = os.path.join(tmpdir, "script")
+    with open(script, "w") as handle:
+        handle.write(system["files"]["script"]["data"])
+    os.chmod(script, 0o700)
+    rundir = os.path.join(tmpdir, "rundir")
+    threading.Thread(target=_announce_uri, args=(job, broker, rundir), daemon=True).start()
+    args = command[2:]
+    while args and args[0].startswith("-"):  # broker options (-c conf, -S attr)
+        args = args[1:]
+    initial = [arg.replace("{{tmpdir}}", tmpdir) for arg in args]
+    return [sys.executable, "-m", "fluxdouble", f"--rundir={rundir}",
+            f"--test-size={max(1, job.nodes)}", f"--cores-per-node={broker.cores_per_node}",
+            f"--level={broker.level + 1}", f"--parent-uri={broker.uri}", "--", *initial]
+
+
+def launch(job: Job, broker: Broker) -> subprocess.Popen:
     """Start the job's task as a process group, as a job shell would."""
     system = job.jobspec["attributes"]["system"]
     cwd = system.get("cwd") or "/"
     command = list(job.jobspec["tasks"][0]["command"])
     if command[:2] == ["flux", "broker"]:
-        # A nested instance: run its initial program, with this double's own
-        # `flux run` standing in for the nested broker's.
-        tmpdir = tempfile.mkdtemp(prefix=f"fluxdouble-{job.id}-")
-        script = os.path.join(tmpdir, "script")
-        with open(script, "w") as handle:
-            handle.write(system["files"]["script"]["data"])
-        os.chmod(script, 0o700)
-        command = [arg.replace("{{tmpdir}}", tmpdir) for arg in command[2:]]
+        command = _nested_broker(job, broker, system, command)
     env = dict(system.get("environment") or {})
     env["PATH"] = os.path.join(HERE, "bin") + os.pathsep + env.get("PATH", os.defpath)
-    env.update(FLUX_URI=uri, FLUX_JOB_ID=str(job.id), FLUX_DOUBLE_PYTHON=sys.executable)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(HERE),
+                                                      env.get("PYTHONPATH")]))
+    env.update(FLUX_URI=broker.uri, FLUX_JOB_ID=str(job.id),
+               FLUX_DOUBLE_PYTHON=sys.executable)
     stdout = _stream(job, "stdout", cwd, subprocess.DEVNULL)
     stderr = _stream(job, "stderr", cwd, stdout)
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,

@@ -1,0 +1,78 @@
+"""maestro-flux doctor: one line per check, non-zero exit when submission would fail."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_cli import cli
+
+from maestro_flux.doctor import doctor
+
+
+def run(spec=None) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    return doctor(str(spec) if spec else None, out=lines.append), lines
+
+
+def line(lines: list[str], label: str) -> str:
+    return next(text for text in lines if text[6:].split()[:1] == [label])
+
+
+def spec_with(tmp_path, batch: str):
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"description: {{name: t, description: t}}\nbatch:\n{batch}\n"
+                    "study:\n  - name: s\n    description: s\n    run: {cmd: 'true'}\n")
+    return path
+
+
+def test_a_working_broker_gets_every_line_ok(flux_mode):
+    status, lines = run()
+    assert status == 0, lines
+    assert line(lines, "uri").endswith("(from FLUX_URI environment variable)")
+    assert line(lines, "connect") == f"  ok  connect    connected to {flux_mode.uri}"
+    assert "level 0, size 2 broker(s), you are the owner" in line(lines, "instance")
+    assert line(lines, "version").startswith("  ok  version    broker 0.88")
+    assert "none configured" in line(lines, "queues")
+    assert "flux-accounting is not loaded" in line(lines, "banks")
+    assert lines[-1] == "submission should work"
+
+
+def test_a_queue_the_instance_lacks_fails_and_says_what_to_do(flux_mode, tmp_path):
+    status, lines = run(spec_with(tmp_path, "  type: flux\n  queue: batchq\n  bank: b1"))
+    assert status == 1
+    assert line(lines, "queue").startswith("FAIL") and "remove batch.queue" in line(lines, "queue")
+    assert line(lines, "bank").startswith("warn") and "'b1' is ignored" in line(lines, "bank")
+
+
+def test_an_unreachable_uri_fails_naming_it(flux_mode, tmp_path):
+    uri = f"local://{tmp_path}/gone/local-0"
+    status, lines = run(spec_with(tmp_path, f"  type: flux\n  flux_uri: {uri}"))
+    assert status == 1
+    assert line(lines, "uri").endswith("(from batch block flux_uri)")
+    assert line(lines, "connect").startswith("FAIL") and uri in line(lines, "connect")
+    assert "is the instance still running?" in line(lines, "connect")
+
+
+def test_a_resolved_uri_shows_how_it_resolved(flux_mode, tmp_path):
+    status, lines = run(spec_with(tmp_path, "  type: flux\n  flux_uri: jobid:fNoSuchJob1"))
+    assert status == 1
+    assert line(lines, "resolved").startswith("FAIL  resolved   cannot resolve flux_uri "
+                                              "'jobid:fNoSuchJob1'")
+
+
+@pytest.mark.parametrize("batch, words", [
+    ("  type: flux\n  qeue: x", "unknown key 'qeue' (did you mean 'queue'?)"),
+    ("  type: slurm", "batch.type is 'slurm'"),
+])
+def test_a_bad_batch_block_fails_on_the_spec_line(tmp_path, batch, words):
+    status, lines = run(spec_with(tmp_path, batch))
+    assert status == 1 and lines[0].startswith("FAIL  spec") and words in lines[0]
+
+
+def test_the_command_exits_non_zero_without_bindings(tmp_path):
+    env = dict(os.environ, MAESTRO_FLUX_BINDINGS="no_such_bindings_module")
+    done = cli("doctor", env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "FAIL  bindings   the Flux Python bindings cannot be imported" in done.stdout
+    assert "pip install" in done.stdout
