@@ -29,6 +29,7 @@ from maestro_flux.resources import StepResources, step_options, step_resources, 
 from maestro_flux.script import interpreter, render_script
 from maestro_flux.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.study_context import resolve_template, step_parameters
+from maestro_flux.urgency import clamp
 from maestro_flux.uri import BrokerChoice, choose_broker
 
 LOGGER = logging.getLogger(__name__)
@@ -199,9 +200,11 @@ class FluxAdapter(SchedulerScriptAdapter):
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
+        # The jobspec is built first: a step with bad input never reaches the broker.
+        jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
         broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
         guest = broker.is_guest()
-        jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env, guest)
+        urgency = clamp(urgency, guest)
         if guest and "waitable" in flags:
             log_once(LOGGER, logging.WARNING, "guest-waitable",
                      "maestro-flux: the 'waitable' flag is only for the instance owner; ignored")

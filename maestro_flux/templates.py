@@ -67,13 +67,15 @@ def _compiled(path: str, mtime: float) -> jinja2.Template:
         raise TemplateError(f"template {path}: not UTF-8 text") from None
     try:
         parsed = _ENV.parse(source)
-    except jinja2.TemplateSyntaxError as err:
+        # Compiling also checks names that parsing leaves alone (filters, tests).
+        template = _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as err:  # TemplateAssertionError included
         raise TemplateError(f"template {path} line {err.lineno}: {err.message}") from None
     if COMMAND_VARIABLE not in meta.find_undeclared_variables(parsed):
         raise TemplateError(f"template {path} never uses {{{{ {COMMAND_VARIABLE} }}}}, so the "
                             "step command would not run; add it where the command belongs")
     _warn_no_colon(path, source)
-    return _ENV.from_string(source)
+    return template
 
 
 def load(path: str) -> jinja2.Template:
