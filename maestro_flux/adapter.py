@@ -221,13 +221,25 @@ class FluxAdapter(SchedulerScriptAdapter):
             statuses = broker.statuses(set(parsed.values()))
         except (MaestroFluxError, OSError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-            LOGGER.warning("maestro-flux: cannot poll %s: %s; %d step(s) keep their state "
-                           "and are polled again next cycle", broker.label, reason, len(parsed))
-            states.update({jobid: State.NOTFOUND for jobid in parsed})
-            return JobStatusCode.OK, states
+            return JobStatusCode.OK, self._unreachable(parsed, states, broker, reason)
         for text, number in parsed.items():
             states[text] = self._state_of(text, statuses.get(number), broker.label)
         return JobStatusCode.OK, states
+
+    def _unreachable(self, parsed: dict, states: dict, broker: Any, reason: Any) -> dict:
+        """States while the broker cannot be reached: kept (NOTFOUND), except steps
+        the user canceled, which end as CANCELLED so that the study can finish."""
+        canceled = {text for text, number in parsed.items() if number in broker.cancel_requested}
+        LOGGER.warning("maestro-flux: cannot poll %s: %s; %d step(s) keep their state "
+                       "and are polled again next cycle", broker.label, reason,
+                       len(parsed) - len(canceled))
+        if canceled:
+            LOGGER.warning("maestro-flux: %d canceled step(s) marked CANCELLED although %s "
+                           "could not confirm it (%s); if that instance comes back, cancel them with flux cancel",
+                           len(canceled), broker.label, ", ".join(sorted(map(str, canceled))))
+        states.update({text: State.CANCELLED if text in canceled else State.NOTFOUND
+                       for text in parsed})
+        return states
 
     def _parse_ids(self, joblist: list) -> tuple[dict[Any, int], dict[Any, State]]:
         parsed, states = {}, {}

@@ -49,6 +49,9 @@ class Broker:
     _last_poll: float | None = None
     _final: dict[int, JobStatus] = field(default_factory=dict)
     _down_since: float | None = None
+    #: Ids this process was asked to cancel: if the broker is gone, they count
+    #: as canceled, so that ``maestro cancel`` still ends the study.
+    cancel_requested: set[int] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -155,6 +158,8 @@ class Broker:
 
     def cancel(self, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
         """Cancel all ids in one pass; jobid -> error (None when canceled)."""
+        jobids = list(jobids)
+        self.cancel_requested.update(jobids)
         return self.call(lambda h: flux_api.cancel_all(h, list(jobids), reason))
 
 

@@ -1,0 +1,162 @@
+"""Faults, whole studies through the real maestro/conductor, in both modes:
+the broker killed mid-study, refused submissions beside good ones, a mix of
+good and bad ids, and ``maestro cancel`` while submissions are in flight.
+Each study gets a private broker so that killing it spares the session's."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import _start, _stop
+from helpers import make_step, wait_for
+from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State
+from test_studies_end_to_end import maestro, state_of, study_env
+
+from maestro_flux import flux_api
+from maestro_flux.adapter import FluxAdapter
+from maestro_flux.states import STATE_NAMES
+
+
+@pytest.fixture
+def private_broker(flux_mode, tmp_path):
+    (tmp_path / "broker").mkdir()
+    mode = _start(flux_mode.name, tmp_path / "broker")
+    yield mode
+    if mode.process.poll() is None:  # a test may have killed it already
+        _stop(mode)
+
+
+@pytest.fixture
+def outdir(tmp_path):
+    """The study directory; a conductor left running by a failed test is stopped by pid."""
+    path = tmp_path / "study"
+    yield path
+    for pid in conductor_pids(path):
+        os.kill(pid, signal.SIGTERM)
+
+
+def spec_file(tmp_path: Path, uri: str, steps: dict[str, str], batch: str = "") -> Path:
+    body = "".join(f"  - name: {name}\n    description: {name}\n    run:\n      cmd: {cmd}\n"
+                   for name, cmd in steps.items())
+    spec = tmp_path / "fault.yaml"
+    spec.write_text(f"description:\n  name: fault\n  description: fault test\n"
+                    f"batch:\n  type: flux\n  flux_uri: {uri}\n{batch}study:\n{body}")
+    return spec
+
+
+def rows(outdir: Path) -> dict[str, dict]:
+    with open(outdir / "status.csv") as handle:
+        return {row["Step Name"]: row for row in csv.DictReader(handle)}
+
+
+def wait_until(predicate, timeout: float = 120, what: str = "condition") -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def conductor_pids(outdir: Path) -> list[int]:
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True,
+                        text=True).stdout
+    return [int(line.split()[0]) for line in ps.splitlines()
+            if "conductor" in line and str(outdir) in line]
+
+
+def conductor_alive(outdir: Path) -> bool:
+    return bool(conductor_pids(outdir))
+
+
+def launch(spec: Path, flux_mode, tmp_path: Path, outdir: Path) -> Path:
+    done = maestro(["run", "-y", "-s", "1", "-o", str(outdir), str(spec)], study_env(flux_mode),
+                   tmp_path)
+    assert done.returncode == 0, done.stderr
+    return outdir
+
+
+def test_a_killed_broker_leaves_the_conductor_running_with_every_job_id(
+        flux_mode, private_broker, tmp_path, outdir):
+    steps = {f"sleeper{i}": "sleep 60" for i in range(3)}
+    launch(spec_file(tmp_path, private_broker.uri, steps), flux_mode, tmp_path, outdir)
+    wait_until(lambda: all(state_of(outdir, s) == "RUNNING" for s in steps), what="RUNNING")
+    before = {name: row["Job ID"] for name, row in rows(outdir).items()}
+    # SIGKILL: the broker vanishes without the orderly shutdown SIGTERM gives,
+    # in which a real broker cancels its jobs and answers one last poll.
+    os.killpg(private_broker.process.pid, signal.SIGKILL)
+    private_broker.process.wait(timeout=30)
+    log = outdir / "logs" / "fault.log"
+    wait_until(lambda: "is unreachable" in log.read_text(), what="the outage in the log")
+    time.sleep(4)  # several conductor cycles without a broker
+    assert conductor_alive(outdir)
+    after = rows(outdir)
+    assert {name: row["Job ID"] for name, row in after.items()} == before
+    assert {row["State"] for row in after.values()} == {"RUNNING"}  # kept, not guessed
+    assert maestro(["cancel", "-y", str(outdir)], study_env(flux_mode), tmp_path).returncode == 0
+    wait_until(lambda: not conductor_alive(outdir), what="the conductor to stop after cancel")
+    assert {name: row["Job ID"] for name, row in rows(outdir).items()} == before
+
+
+def test_refused_submissions_fail_their_step_with_the_brokers_reason_only(
+        flux_mode, private_broker, tmp_path):
+    batch = ("  profiles:\n    badqueue: {queue: no-such-queue}\n"
+             "    huge: {nodes: 64, nested: true}\n"
+             "  steps: {\"bad*\": badqueue, \"huge*\": huge}\n")
+    steps = {"good": "echo fine > fine.txt", "badq": "echo never", "hugestep": "echo never"}
+    spec = spec_file(tmp_path, private_broker.uri, steps, batch)
+    outdir = tmp_path / "study"
+    done = maestro(["run", "-fg", "-y", "-s", "1", "-o", str(outdir), str(spec)],
+                   study_env(flux_mode), tmp_path)
+    states = {name: row["State"] for name, row in rows(outdir).items()}
+    assert states == {"good": "FINISHED", "badq": "FAILED", "hugestep": "FAILED"}, done.stderr
+    log = (outdir / "logs" / "fault.log").read_text() + done.stderr
+    assert "step 'badq' was not submitted: Flux refused the job:" in log
+    assert "queue" in log.split("step 'badq' was not submitted:")[1].splitlines()[0]
+    assert "unsatisfiable" in log
+
+
+def test_some_ids_good_some_unknown_some_malformed(flux_mode, tmp_path):
+    adapter = FluxAdapter(type="flux")
+    (tmp_path / "ws").mkdir()
+    step = make_step(cmd="sleep 30")
+    _, script, _ = adapter.write_script(str(tmp_path / "ws"), step)
+    good = adapter.submit(step, script, str(tmp_path / "ws")).job_identifier
+    assert wait_for(adapter, good, {State.RUNNING}) == State.RUNNING
+    unknown, malformed = "f2222222", "not-an-id;rm -rf /"
+    code, states = adapter.check_jobs([good, unknown, malformed])
+    assert code == JobStatusCode.OK
+    assert states == {good: State.RUNNING, unknown: State.UNKNOWN, malformed: State.UNKNOWN}
+    record = adapter.cancel_jobs([good, unknown, malformed])
+    assert record.cancel_status.name == "ERROR"
+    assert record.lookup_status(CancelCode.OK) == {good}
+    assert record.lookup_status(CancelCode.ERROR) == {unknown, malformed}
+    assert wait_for(adapter, good) == State.CANCELLED
+
+
+def test_cancel_while_submissions_are_in_flight_leaves_no_job_behind(
+        flux_mode, private_broker, tmp_path, outdir):
+    steps = {f"s{i:02d}": "sleep 60" for i in range(40)}
+    launch(spec_file(tmp_path, private_broker.uri, steps), flux_mode, tmp_path, outdir)
+    wait_until(lambda: (outdir / "status.csv").exists() and
+               any(row["Job ID"] not in ("", "--") for row in rows(outdir).values()),
+               what="the first submission")
+    assert maestro(["cancel", "-y", str(outdir)], study_env(flux_mode), tmp_path).returncode == 0
+    wait_until(lambda: not conductor_alive(outdir), timeout=180, what="the conductor to stop")
+    handle = flux_api.connect(private_broker.uri)
+
+    def active() -> list:
+        return [j for j in flux_api.list_jobs(handle) if STATE_NAMES[j["state"]] != "INACTIVE"]
+
+    wait_until(lambda: not active(), timeout=60, what="every job to end")
+    final = rows(outdir)
+    submitted = {row["Job ID"] for row in final.values() if row["Job ID"] not in ("", "--")}
+    ended = {j["id"] for j in flux_api.list_jobs(handle)}
+    assert len(ended) == len(submitted)  # every job the broker got is one Maestro recorded
+    assert {row["State"] for row in final.values()} <= {"CANCELLED", "INITIALIZED"}
