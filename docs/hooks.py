@@ -248,5 +248,5 @@ def expand(markdown: str, where: str = "page") -> str:
     return MARKER.sub(table, markdown)
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (MkDocs API)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     return expand(markdown, page.file.src_path)
