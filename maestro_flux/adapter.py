@@ -20,7 +20,7 @@ from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 from maestro_flux import flux_api, jobids, templates
 from maestro_flux.broker import broker_for
 from maestro_flux.environment import job_environment
-from maestro_flux.errors import MaestroFluxError, StepError
+from maestro_flux.errors import BatchBlockError, MaestroFluxError, StepError
 from maestro_flux.logs import log_once
 from maestro_flux.options import BatchOptions, parse_batch_block
 from maestro_flux.precedence import StepChoice, choose, directive_options, effective_options
@@ -62,7 +62,16 @@ class FluxAdapter(SchedulerScriptAdapter):
     key = "flux"
 
     def __init__(self, **kwargs: Any) -> None:
-        self._options: BatchOptions = parse_batch_block(kwargs)
+        # Maestro would print a traceback and stop the conductor if this raised;
+        # instead every step fails with the one-line message (nothing is submitted).
+        self._problem: str | None = None
+        try:
+            self._options: BatchOptions = parse_batch_block(kwargs)
+        except BatchBlockError as err:
+            self._problem = str(err)
+            self._options = BatchOptions()
+            log_once(LOGGER, logging.ERROR, f"block:{err}", "maestro-flux: %s; no step will "
+                     "be submitted until the batch block is fixed", err)
         super().__init__(**kwargs)
         self._broker_choice = choose_broker(self._options.flux_uri)
         for warning in self._options.warnings:
@@ -144,6 +153,8 @@ class FluxAdapter(SchedulerScriptAdapter):
     def _scripts(self, ws_path: str, step: Any) -> dict[str, str]:
         broker = self._broker_choice.describe()
         try:
+            if self._problem:
+                raise BatchBlockError(self._problem)
             plan = self._plan(step, ws_path)
             scripts = {"": render_script(self._exec, plan.request, plan.cmd, broker,
                                          template=plan.template)}
@@ -180,7 +191,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         except Exception as err:  # the conductor must survive anything
             LOGGER.debug("submit of %s failed", step.name, exc_info=True)
             return self._refused(step, f"unexpected {type(err).__name__}: {err}")
-        LOGGER.info("Submitted step '%s' as Flux job %s", step.name, jobid)
+        LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
         return _records()[0](SubmissionCode.OK, 0, jobid)
 
     def _refused(self, step: Any, reason: str) -> Any:
@@ -200,6 +211,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
+        if self._problem:
+            raise BatchBlockError(self._problem)
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
         broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
@@ -235,7 +248,8 @@ class FluxAdapter(SchedulerScriptAdapter):
                        len(parsed) - len(canceled))
         if canceled:
             LOGGER.warning("maestro-flux: %d canceled step(s) marked CANCELLED although %s "
-                           "could not confirm it (%s); if that instance comes back, cancel them with flux cancel",
+                           "could not confirm it (%s); if that instance comes back, "
+                           "cancel them there with flux cancel",
                            len(canceled), broker.label, ", ".join(sorted(map(str, canceled))))
         states.update({text: State.CANCELLED if text in canceled else State.NOTFOUND
                        for text in parsed})

@@ -105,7 +105,7 @@ class Broker:
         except OSError as err:
             if err.errno not in LOST_CONNECTION:
                 raise
-            LOGGER.warning("Flux connection to %s lost (%s); reconnecting once",
+            LOGGER.warning("maestro-flux: Flux connection to %s lost (%s); reconnecting once",
                            self.label, err.strerror or err)
             self._handle = None
             try:
@@ -122,7 +122,8 @@ class Broker:
             owner = self.call(lambda h: flux_api.attr(h, "security.owner"))
             self._guest = int(owner) != os.getuid()
             if self._guest:
-                LOGGER.info("Submitting to %s as a guest: urgency is capped at 16", self.label)
+                LOGGER.info("maestro-flux: submitting to %s as a guest: urgency is capped at 16",
+                            self.label)
         return self._guest
 
     def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import logging
 import sys
 
 from maestro_flux import __version__, flux_api, registration
@@ -88,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
     args = parser().parse_args(argv)
     if not getattr(args, "func", None):
         parser().print_help()

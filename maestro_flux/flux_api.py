@@ -195,17 +195,10 @@ def jobspec_json(jobspec: Any) -> str:
     return jobspec.dumps()
 
 
-SUBMIT_FLAGS = ("waitable", "debug", "novalidate")
-
-
 def submit(handle: Any, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
     """Submit one jobspec and wait for its id (one ingest round trip)."""
-    chosen = _split(flags)
-    unknown = sorted(set(chosen) - set(SUBMIT_FLAGS))
-    if unknown:
-        raise ValueError(f"flags: unknown submission flag '{unknown[0]}' "
-                         f"(flux batch knows {', '.join(SUBMIT_FLAGS)})")
-    kwargs = {flag: True for flag in chosen}
+    # flux_options checked the names when the options were read.
+    kwargs = {flag: True for flag in _split(flags)}
     return int(bindings().job.submit(handle, jobspec, urgency=urgency, **kwargs))
 
 

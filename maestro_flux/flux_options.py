@@ -85,6 +85,9 @@ DECIDED_HERE: dict[str, str] = {
     "add-brokers": "not supported",
 }
 
+#: What ``--flags`` may name (flux batch splits its values on commas).
+SUBMIT_FLAGS = ("waitable", "debug", "novalidate")
+
 #: Where env-remove and env-file values go: prefixed rules in ``env``.
 ENV_PREFIX = {"env-remove": "-", "env-file": "^"}
 
@@ -155,6 +158,13 @@ def _flag(value: Any, name: str) -> bool:
     raise ValueError(f"'{name}' is a flag: write true or false, not {value!r}")
 
 
+def _check_flags(values: list[str]) -> None:
+    for flag in (part for value in values for part in value.split(",") if part):
+        if flag not in SUBMIT_FLAGS:
+            raise ValueError(f"'flags': unknown submission flag '{flag}' "
+                             f"(flux batch knows {', '.join(SUBMIT_FLAGS)})")
+
+
 def normalize(name: str, value: Any) -> tuple[str, Any]:
     """One option's value from YAML, in the canonical form the merge rules use."""
     spec = OPTIONS[name]
@@ -169,6 +179,8 @@ def normalize(name: str, value: Any) -> tuple[str, Any]:
     if spec.kind == MAPPING:
         return name, _as_mapping(value, name)
     values = _as_list(value, name)
+    if name == "flags":
+        _check_flags(values)
     if name in ENV_PREFIX:
         return "env", [ENV_PREFIX[name] + item for item in values]
     return name, values
@@ -294,5 +306,7 @@ def from_args(args: list[str]) -> dict[str, Any]:
             value = dict(_keyval(item, name) for item in value)
         elif spec.kind == COUNT:
             value = _count(value, spec)
+        elif name == "flags":
+            _check_flags(value)
         found[name] = value
     return found

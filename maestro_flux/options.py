@@ -30,6 +30,7 @@ class ExtraArgs:
 
     setattr: Mapping[str, Any] = field(default_factory=dict)
     setopt: Mapping[str, Any] = field(default_factory=dict)
+    exclusive: bool = False  # flux run -x by default (with a node count)
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,31 @@ def _flux_options(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     return found
 
 
+#: The built-in adapter's short spellings inside allocation_args/launcher_args.
+ARGS_ALIASES = {"S": "setattr", "o": "setopt"}
+
+
+def _args_group(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for spelling in (alias for alias, name in ARGS_ALIASES.items() if name == key):
+        merged.update(raw.get(spelling) or {})
+    merged.update(raw.get(key) or {})
+    return {str(k): (1 if v is None else v) for k, v in merged.items()}
+
+
+def _args_exclusive(raw: Mapping[str, Any]) -> bool:
+    # The built-in treats the mere presence of x or exclusive as the flag.
+    return any(key in raw and raw[key] is not False for key in ("x", "exclusive"))
+
+
 def _allocation_args(block: Mapping[str, Any]) -> dict[str, Any]:
-    """The built-in adapter's allocation_args, read as setattr/setopt/conf."""
+    """The built-in adapter's allocation_args, read as setattr/setopt/conf/exclusive."""
     raw = block.get("allocation_args") or {}
-    return {key: {str(k): (1 if v is None else v) for k, v in raw[key].items()}
-            for key in ("setattr", "setopt", "conf") if raw.get(key)}
+    found = {key: _args_group(raw, key) for key in ("setattr", "setopt", "conf")}
+    found = {key: value for key, value in found.items() if value}
+    if _args_exclusive(raw):
+        found["exclusive"] = True
+    return found
 
 
 def _launcher_args(block: Mapping[str, Any]) -> ExtraArgs:
@@ -149,8 +170,8 @@ def _launcher_args(block: Mapping[str, Any]) -> ExtraArgs:
     if raw.get("conf"):
         raise BatchBlockError("batch.launcher_args.conf: flux run has no --conf option; "
                               "put broker configuration in 'conf'")
-    return ExtraArgs(setattr=dict(raw.get("setattr") or {}),
-                     setopt=dict(raw.get("setopt") or {}))
+    return ExtraArgs(setattr=_args_group(raw, "setattr"), setopt=_args_group(raw, "setopt"),
+                     exclusive=_args_exclusive(raw))
 
 
 def _profile(name: str, block: Mapping[str, Any], where: str) -> Profile:

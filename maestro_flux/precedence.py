@@ -1,6 +1,6 @@
 """Which options a step gets, and from where.
 
-From lowest to highest precedence (docs/reference.md, "Precedence"):
+From lowest to highest precedence (docs/pages/templates-and-profiles.md, "Precedence"):
 
 1. the ``#flux:`` directives of the step's template;
 2. the batch block's flux batch options;

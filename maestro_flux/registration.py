@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from maestro_flux.errors import MaestroFluxError
+
 SHIM_MODULE = "zz_maestro_flux"
 BUILTIN_KEY = "flux-builtin"
 WRITTEN_MARK = "# written by maestro-flux install-shim"
@@ -37,7 +39,7 @@ def maestro_script_dir() -> Path:
     """Maestro's adapter package directory, found without importing it."""
     spec = importlib.util.find_spec("maestrowf")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("maestrowf is not installed")
+        raise MaestroFluxError("maestrowf is not installed in this Python environment")
     return Path(list(spec.submodule_search_locations)[0]) / "interfaces" / "script"
 
 
@@ -54,7 +56,7 @@ def mechanism() -> str:
     """One line saying how Maestro reaches maestro-flux in this environment."""
     try:
         path = shim_path()
-    except RuntimeError as err:
+    except MaestroFluxError as err:
         return f"none: {err}"
     if not path.exists():
         return (f"none: {path} is missing; run 'maestro-flux install-shim' "

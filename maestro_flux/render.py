@@ -20,6 +20,7 @@ import yaml
 from maestro_flux import flux_api
 from maestro_flux.adapter import FluxAdapter
 from maestro_flux.errors import BindingsMissing, MaestroFluxError
+from maestro_flux.options import parse_batch_block
 from maestro_flux.precedence import choose
 from maestro_flux.study_context import SPECROOT_ENV
 from maestro_flux.study_spec import StagedStep, batch_block, load_spec, staged_steps
@@ -76,7 +77,9 @@ def render_study(path: str, step: str | None = None, fmt: str = "yaml",
                  full_env: bool = False, out: TextIO = sys.stdout) -> int:
     """Print every (or one) step's script and jobspec; 1 if any step cannot be submitted."""
     spec = load_spec(path)
-    adapter = FluxAdapter(**batch_block(spec, path))
+    block = batch_block(spec, path)
+    parse_batch_block(block)  # a bad block stops here, with its one line
+    adapter = FluxAdapter(**block)
     previous = os.environ.get(SPECROOT_ENV)
     os.environ[SPECROOT_ENV] = os.path.dirname(os.path.abspath(path))
     try:

@@ -102,7 +102,7 @@ def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None 
     args += [f"-n{tasks}", f"-c{res.cores_per_task}"]
     if res.gpus_per_task:
         args.append(f"-g{res.gpus_per_task}")
-    if res.launcher_exclusive and nodes:
+    if (res.launcher_exclusive or launcher.exclusive) and nodes:
         args.append("-x")
     args += _pairs("setattr", launcher.setattr)
     args += _pairs("setopt", launcher.setopt)

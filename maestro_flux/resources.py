@@ -163,6 +163,8 @@ def step_options(run: Mapping[str, Any]) -> dict[str, Any]:
         found["urgency"] = urgency_of(run["priority"])
     if run.get("exclusive") not in (None, ""):
         found["exclusive"] = _exclusive(run["exclusive"])[0]
+    if run.get("waitable") in (True, "true", "True", "yes", 1):
+        found["flags"] = ["waitable"]  # the built-in adapter's step key
     return found
 
 

@@ -63,7 +63,8 @@ def resolve_template(file: str, workspace: str | None) -> str:
     if not candidates:
         base = spec_root(workspace)
         candidates = [base / path] if base else []
-        candidates.append(Path.cwd() / path)
+        if Path.cwd() / path not in candidates:
+            candidates.append(Path.cwd() / path)
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate.resolve())

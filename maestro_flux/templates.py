@@ -24,7 +24,7 @@ from maestro_flux.logs import log_once
 LOGGER = logging.getLogger(__name__)
 COMMAND_VARIABLE = "maestro_command"
 
-#: Variables every template gets (documented in docs/reference.md).
+#: Variables every template gets (documented in docs/pages/reference.md).
 VARIABLES = {
     "maestro_command": "the step command, $(LAUNCHER) already replaced by flux run",
     "step_name": "the step's name, parameter labels included",

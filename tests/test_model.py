@@ -94,11 +94,22 @@ def test_uri_is_a_deprecated_alias_of_flux_uri():
     assert options.warnings == ("batch.uri is deprecated: rename it to 'flux_uri'",)
 
 
-def test_adapter_construction_raises_a_clean_error_for_a_bad_block():
+def test_a_bad_block_fails_every_step_with_one_line_and_no_traceback(tmp_path, caplog):
+    """Maestro prints a traceback and stops the conductor if construction raises,
+    so a bad block is reported once and refuses every step instead."""
+    from helpers import make_step
+
     from maestro_flux.adapter import FluxAdapter
 
-    with pytest.raises(BatchBlockError, match="unknown key 'bnak'"):
-        FluxAdapter(type="flux", bnak="x")
+    adapter = FluxAdapter(type="flux", bnak="x")
+    step = make_step(cmd="echo never")
+    _, script, _ = adapter.write_script(str(tmp_path), step)
+    assert ("# maestro-flux: this step cannot be submitted: step 'step': batch: unknown key "
+            "'bnak' (did you mean 'bank'?)") in open(script).read()
+    assert adapter.submit(step, script, str(tmp_path)).submission_code.name == "ERROR"
+    assert [r.getMessage() for r in caplog.records if "bnak" in r.getMessage()][0] == (
+        "maestro-flux: batch: unknown key 'bnak' (did you mean 'bank'?); no step will be "
+        "submitted until the batch block is fixed")
 
 
 @pytest.mark.parametrize("flux_uri, env, expected", [
@@ -287,3 +298,20 @@ def test_env_files_and_regex_patterns_follow_flux_rules(tmp_path):
     assert env == {"DROP_X": "y", "KEEP": "z", "FROM_FILE": "1"}
     with pytest.raises(StepError, match="env-file /no/such/file: No such file"):
         job_environment(["^/no/such/file"], source={})
+
+
+def test_the_builtin_adapters_spellings_are_read():
+    options = parse_batch_block({
+        "type": "flux", "allocation_args": {"S": {"user.a": 1}, "o": {"pty": None}, "x": None},
+        "launcher_args": {"o": {"mpi": "spectrum"}, "exclusive": True}})
+    assert options.defaults.options == {"setattr": {"user.a": 1}, "setopt": {"pty": 1},
+                                        "exclusive": True}
+    assert options.launcher.setopt == {"mpi": "spectrum"} and options.launcher.exclusive
+    res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 2, "nodes": 2})
+    assert launcher_command(res, options.launcher) == "flux run -N2 -n2 -c1 -x --setopt=mpi=spectrum"
+
+
+def test_flags_are_checked_when_read_and_waitable_is_a_step_key():
+    with pytest.raises(BatchBlockError, match="unknown submission flag 'wait'"):
+        parse_batch_block({"type": "flux", "flags": ["debug,wait"]})
+    assert step_options({"cmd": "x", "waitable": True}) == {"flags": ["waitable"]}
