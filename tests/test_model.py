@@ -308,7 +308,8 @@ def test_the_builtin_adapters_spellings_are_read():
                                         "exclusive": True}
     assert options.launcher.setopt == {"mpi": "spectrum"} and options.launcher.exclusive
     res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 2, "nodes": 2})
-    assert launcher_command(res, options.launcher) == "flux run -N2 -n2 -c1 -x --setopt=mpi=spectrum"
+    assert launcher_command(res, options.launcher) == (
+        "flux run -N2 -n2 -c1 -x --setopt=mpi=spectrum")
 
 
 def test_flags_are_checked_when_read_and_waitable_is_a_step_key():
