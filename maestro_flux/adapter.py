@@ -22,6 +22,7 @@ from maestro_flux.broker import broker_for
 from maestro_flux.environment import job_environment
 from maestro_flux.errors import BatchBlockError, MaestroFluxError, StepError
 from maestro_flux.logs import log_once
+from maestro_flux.maestro_imports import import_maestro
 from maestro_flux.options import BatchOptions, parse_batch_block
 from maestro_flux.precedence import StepChoice, choose, directive_options, effective_options
 from maestro_flux.request import JobRequest, job_request, launcher_command
@@ -40,9 +41,8 @@ def _records() -> tuple[type, type]:
     """Maestro's record classes, imported late: importing maestrowf.interfaces
     scans every adapter module, this one included, so a top-level import would
     be circular when maestro_flux.adapter is imported first."""
-    from maestrowf.interfaces.script import CancellationRecord, SubmissionRecord
-
-    return SubmissionRecord, CancellationRecord
+    records = import_maestro("maestrowf.interfaces.script")
+    return records.SubmissionRecord, records.CancellationRecord
 
 
 @dataclass(frozen=True)

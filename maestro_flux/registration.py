@@ -27,6 +27,7 @@ WRITTEN_MARK = "# written by maestro-flux install-shim"
 
 def register() -> type:
     """Give ``flux`` to our adapter and ``flux-builtin`` to Maestro's; return ours."""
+    # Maestro is mid-scan of its adapter package here: a plain import is safe.
     from maestrowf.interfaces.script import fluxscriptadapter
 
     fluxscriptadapter.FluxScriptAdapter.key = BUILTIN_KEY

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maestro_flux.errors import MaestroFluxError
+from maestro_flux.maestro_imports import import_maestro
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,7 @@ class StagedStep:
 
 def load_spec(path: str) -> Any:
     """Maestro's own reading and validation of a spec; one-line errors."""
-    from maestrowf.specification import YAMLSpecification
-
+    YAMLSpecification = import_maestro("maestrowf.specification").YAMLSpecification
     if not os.path.isfile(path):
         raise MaestroFluxError(f"{path}: no such study specification")
     try:
@@ -44,9 +44,9 @@ def batch_block(spec: Any, path: str) -> dict:
 
 def staged_steps(spec: Any, path: str, out_dir: str) -> Iterator[StagedStep]:
     """Expand the study into ``out_dir`` the way Maestro's conductor does."""
-    from maestrowf.conductor import Conductor
-    from maestrowf.datastructures.core import Study
-    from maestrowf.datastructures.environment import Variable
+    Conductor = import_maestro("maestrowf.conductor").Conductor
+    Study = import_maestro("maestrowf.datastructures.core").Study
+    Variable = import_maestro("maestrowf.datastructures.environment").Variable
 
     environment = spec.get_study_environment()
     environment.add(Variable("SPECROOT", os.path.dirname(os.path.abspath(path))))
