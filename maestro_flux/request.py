@@ -6,12 +6,14 @@ from it, so they cannot disagree.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from maestro_flux import flux_options
+from maestro_flux.errors import StepError
 from maestro_flux.options import ExtraArgs
 from maestro_flux.resources import StepResources
 
@@ -44,6 +46,7 @@ def job_request(resources: StepResources, step_name: str, workspace: str,
                 options: Mapping[str, Any]) -> JobRequest:
     """Combine a step's resources with its other effective flux options."""
     safe = step_name.replace(" ", "_").replace("/", "_")
+    file_safe = re.sub(r"[^\w.+-]", "_", step_name)  # output names stay plain file names
     rest = {k: v for k, v in options.items()
             if k not in RESOURCE_OPTIONS and k not in ("job-name", "output", "error")}
     return JobRequest(
@@ -51,8 +54,8 @@ def job_request(resources: StepResources, step_name: str, workspace: str,
         name=options.get("job-name") or safe,
         cwd=workspace,
         # Relative paths resolve against the job's cwd, the step workspace.
-        output=options.get("output") or f"{safe}.{ID_TAG}.out",
-        error=options.get("error") or f"{safe}.{ID_TAG}.err",
+        output=options.get("output") or f"{file_safe}.{ID_TAG}.out",
+        error=options.get("error") or f"{file_safe}.{ID_TAG}.err",
         options=rest,
     )
 
@@ -76,9 +79,22 @@ def batch_arguments(request: JobRequest) -> list[str]:
             + flux_options.to_argv({**request.options, **named}))
 
 
+_THREE_QUOTES = re.compile(r"[\"']{3}")
+
+
+def _directive(arg: str) -> str:
+    """One argument as RFC 36 reads it back: shell quoting, or flux's triple quotes
+    where shell quoting would itself look like a triple quote to flux's parser."""
+    if "\n" in arg or '"""' in arg:
+        raise StepError(f"{arg.split('=', 1)[0]}: a value with a newline or \"\"\" cannot be "
+                        "written as a #flux: directive")
+    quoted = shlex.quote(arg)
+    return f'"""{arg}"""' if _THREE_QUOTES.search(quoted) else quoted
+
+
 def flux_header(request: JobRequest) -> list[str]:
-    """``#flux:`` directive lines, one option per line, shell-quoted."""
-    return [f"#flux: {shlex.quote(arg)}" for arg in batch_arguments(request)]
+    """``#flux:`` directive lines, one option per line, quoted so flux reads them back."""
+    return [f"#flux: {_directive(arg)}" for arg in batch_arguments(request)]
 
 
 def _pairs(flag: str, mapping: Mapping[str, Any]) -> list[str]:

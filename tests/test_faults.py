@@ -160,3 +160,24 @@ def test_cancel_while_submissions_are_in_flight_leaves_no_job_behind(
     ended = {j["id"] for j in flux_api.list_jobs(handle)}
     assert len(ended) == len(submitted)  # every job the broker got is one Maestro recorded
     assert {row["State"] for row in final.values()} <= {"CANCELLED", "INITIALIZED"}
+
+
+def test_hostile_names_and_values_stay_data(flux_mode, tmp_path):
+    """Step names and option values reach the job as data: the written header
+    quotes them (flux's own directive parser reads back the exact text) and
+    nothing in maestro-flux hands them to a shell."""
+    from test_header_matches_jobspec import read_header
+
+    name = "x$(touch PWNED1);`touch PWNED2`'\""
+    note = "$(touch PWNED3) && touch PWNED4"
+    adapter = FluxAdapter(type="flux", setattr={"user.note": note})
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    step = make_step(name=name, cmd="echo ok")
+    _, script, _ = adapter.write_script(str(workspace), step)
+    header = read_header(Path(script).read_text())
+    assert header.job_name == name.replace(" ", "_")  # spaces would split Flux listings
+    assert header.setattr == {"user.note": note}
+    jobid = adapter.submit(step, script, str(workspace)).job_identifier
+    assert wait_for(adapter, jobid) == State.FINISHED
+    assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
