@@ -18,7 +18,7 @@ from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, Submissi
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
 from maestro_flux import flux_api, jobids, templates
-from maestro_flux.broker import broker_for
+from maestro_flux.broker import broker_for, moved_from
 from maestro_flux.environment import job_environment
 from maestro_flux.errors import BatchBlockError, MaestroFluxError, StepError
 from maestro_flux.logs import log_once
@@ -73,7 +73,8 @@ class FluxAdapter(SchedulerScriptAdapter):
             log_once(LOGGER, logging.ERROR, f"block:{err}", "maestro-flux: %s; no step will "
                      "be submitted until the batch block is fixed", err)
         super().__init__(**kwargs)
-        self._broker_choice = choose_broker(self._options.flux_uri)
+        self._broker_choice = choose_broker(self._options.flux_uri,
+                                            uri_file=self._options.flux_uri_file)
         for warning in self._options.warnings:
             log_once(LOGGER, logging.WARNING, warning, warning)
         log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
@@ -236,7 +237,7 @@ class FluxAdapter(SchedulerScriptAdapter):
             reason = err.strerror if isinstance(err, OSError) and err.strerror else err
             return JobStatusCode.OK, self._unreachable(parsed, states, broker, reason)
         for text, number in parsed.items():
-            states[text] = self._state_of(text, statuses.get(number), broker.label)
+            states[text] = self._state_of(text, statuses.get(number), broker, number)
         return JobStatusCode.OK, states
 
     def _unreachable(self, parsed: dict, states: dict, broker: Any, reason: Any) -> dict:
@@ -265,11 +266,18 @@ class FluxAdapter(SchedulerScriptAdapter):
                 states[jobid] = State.UNKNOWN
         return parsed, states
 
-    def _state_of(self, text: Any, status: Any, label: str) -> State:
+    def _state_of(self, text: Any, status: Any, broker: Any, number: int) -> State:
+        if status is None and moved_from(number, broker.uri):
+            # Maestro resubmits a HWFAILURE: the study continues on the new broker.
+            log_once(LOGGER, logging.WARNING, f"moved:{text}",
+                     "maestro-flux: job %s was submitted to %s, which the study has left for "
+                     "%s; step resubmitted there", text, moved_from(number, broker.uri),
+                     broker.label)
+            return State.HWFAILURE
         if status is None:
             log_once(LOGGER, logging.WARNING, f"unknown:{text}",
                      "maestro-flux: job %s is unknown to %s (purged, or submitted to another "
-                     "broker); step marked UNKNOWN", text, label)
+                     "broker); step marked UNKNOWN", text, broker.label)
             return State.UNKNOWN
         state = status.maestro_state
         if state in (State.FAILED, State.TIMEDOUT, State.CANCELLED):

@@ -128,7 +128,9 @@ class Broker:
 
     def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
         """Submit a jobspec; returns the integer job id."""
-        return self.call(lambda h: flux_api.submit(h, jobspec, urgency, flags))
+        jobid = self.call(lambda h: flux_api.submit(h, jobspec, urgency, flags))
+        SUBMITTED_TO[jobid] = self.uri
+        return jobid
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).
@@ -165,6 +167,16 @@ class Broker:
 
 
 _BROKERS: dict[str | None, Broker] = {}
+#: Which broker this process submitted each job to: a job unknown to the broker a
+#: study was moved to (flux_uri_file) is known to have been lost with the old one.
+SUBMITTED_TO: dict[int, str | None] = {}
+
+
+def moved_from(jobid: int, uri: str | None) -> str | None:
+    """The other broker this process submitted ``jobid`` to, if it was not ``uri``."""
+    if jobid in SUBMITTED_TO and SUBMITTED_TO[jobid] != uri:
+        return SUBMITTED_TO[jobid] or "the system instance"
+    return None
 
 
 def broker_for(uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:

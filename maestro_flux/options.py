@@ -48,6 +48,7 @@ class BatchOptions:
     """Everything the adapter takes from the batch block."""
 
     flux_uri: str | None = None
+    flux_uri_file: str | None = None
     shell: str = "/bin/bash"
     defaults: Profile = field(default_factory=lambda: Profile("batch"))
     profiles: Mapping[str, Profile] = field(default_factory=dict)
@@ -226,6 +227,7 @@ def _parse_cached(block_json: str) -> BatchOptions:
                 for name, value in (block.get("profiles") or {}).items()}
     return BatchOptions(
         flux_uri=uri,
+        flux_uri_file=block.get("flux_uri_file"),
         shell=block.get("shell", "/bin/bash"),
         defaults=defaults,
         profiles=profiles,

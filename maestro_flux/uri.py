@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from maestro_flux import flux_api
 from maestro_flux.errors import BrokerError, MaestroFluxError
+from maestro_flux.logs import log_once
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,9 +36,26 @@ class BrokerChoice:
         return f"{self.uri or SYSTEM_INSTANCE} (from {self.source})"
 
 
-def choose_broker(flux_uri: str | None, environ: Mapping[str, str] | None = None) -> BrokerChoice:
-    """Apply the precedence: batch block, then FLUX_URI, then the system instance."""
+def _uri_in_file(path: str) -> str | None:
+    try:
+        with open(os.path.expanduser(path)) as handle:
+            text = handle.read().strip()
+    except OSError as err:
+        log_once(LOGGER, logging.WARNING, f"urifile:{path}:{err.errno}",
+                 "maestro-flux: flux_uri_file %s: %s; using flux_uri or FLUX_URI", path,
+                 err.strerror or err)
+        return None
+    return text.splitlines()[0].strip() if text else None
+
+
+def choose_broker(flux_uri: str | None, environ: Mapping[str, str] | None = None,
+                  uri_file: str | None = None) -> BrokerChoice:
+    """Apply the precedence: flux_uri_file (when it holds a URI), the batch block's
+    flux_uri, then FLUX_URI, then the system instance."""
     environ = os.environ if environ is None else environ
+    in_file = _uri_in_file(uri_file) if uri_file else None
+    if in_file:
+        return BrokerChoice(in_file, f"flux_uri_file {uri_file}")
     if flux_uri:
         return BrokerChoice(flux_uri, "batch block flux_uri")
     if environ.get("FLUX_URI"):

@@ -181,3 +181,32 @@ def test_hostile_names_and_values_stay_data(flux_mode, tmp_path):
     jobid = adapter.submit(step, script, str(workspace)).job_identifier
     assert wait_for(adapter, jobid) == State.FINISHED
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
+
+
+def test_a_study_moved_to_a_new_broker_resubmits_what_the_old_one_lost(
+        flux_mode, private_broker, tmp_path, outdir):
+    """The allocation ends (its broker is killed), a new one starts, and the user
+    writes its URI into flux_uri_file: the lost steps run again there."""
+    uri_file = tmp_path / "broker.uri"
+    uri_file.write_text(private_broker.uri + "\n")
+    once = f"test -e {tmp_path}/ran-$STEP || {{ touch {tmp_path}/ran-$STEP; sleep 60; }}"
+    steps = {f"mover{i}": once.replace("$STEP", str(i)) for i in range(2)}
+    spec = spec_file(tmp_path, "local:///nowhere/local-0", steps,
+                     batch=f"  flux_uri_file: {uri_file}\n")
+    launch(spec, flux_mode, tmp_path, outdir)
+    wait_until(lambda: all(state_of(outdir, s) == "RUNNING" for s in steps), what="RUNNING")
+    before = {name: row["Job ID"] for name, row in rows(outdir).items()}
+    os.killpg(private_broker.process.pid, signal.SIGKILL)
+    private_broker.process.wait(timeout=30)
+    (tmp_path / "second").mkdir()
+    second = _start(flux_mode.name, tmp_path / "second")
+    try:
+        uri_file.write_text(second.uri + "\n")
+        wait_until(lambda: not conductor_alive(outdir), timeout=180, what="the study to end")
+        final = rows(outdir)
+        assert {row["State"] for row in final.values()} == {"FINISHED"}
+        assert all(final[name]["Job ID"] != before[name] for name in steps)
+        log = (outdir / "logs" / "fault.log").read_text()
+        assert log.count("step resubmitted there") == 2
+    finally:
+        _stop(second)
