@@ -73,7 +73,7 @@ def _bindings(report: Report) -> bool:
 
 
 def _connect(options: BatchOptions, report: Report) -> Broker | None:
-    choice = uris.choose_broker(options.flux_uri)
+    choice = uris.choose_broker(options.flux_uri, uri_file=options.flux_uri_file)
     report.line("ok", "uri", choice.describe())
     broker = Broker(choice.uri, options.connect_timeout)
     if choice.uri and uris.needs_resolving(choice.uri):
