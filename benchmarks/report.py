@@ -1,0 +1,75 @@
+"""Rows of figures, their ratios, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SKIPPED = "needs a real broker (built-in adapter, flux CLI)"
+
+
+@dataclass
+class Row:
+    """One path's figure. ``value`` None means not measured (``note`` says why)."""
+
+    figure: str
+    path: str
+    value: float | None
+    unit: str
+    requests: int | None = None
+    connections: int | None = None
+    note: str = ""
+    reference: bool = False  # the row the figure's other rows are compared with
+    ratio: float | None = None  # value / the reference row's value
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def skipped(cls, figure: str, path: str, why: str = SKIPPED) -> Row:
+        return cls(figure, path, None, "", note=f"skipped: {why}")
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """Each row's value over its figure's reference row (the first maestro-flux row
+    unless one is marked)."""
+    figures: dict[str, list[Row]] = {}
+    for row in rows:
+        figures.setdefault(row.figure, []).append(row)
+    for group in figures.values():
+        reference = next((r for r in group if r.reference), None) or next(
+            (r for r in group if r.path.startswith("maestro-flux") and r.unit != "%"), None)
+        if reference is None or not reference.value:
+            continue
+        reference.reference = True
+        for row in group:
+            if row.value is not None and row.unit == reference.unit:
+                row.ratio = row.value / reference.value
+
+
+def _cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("s",) and value < 10:
+        return f"{value:.3f} {unit}"
+    if unit in ("ms", "ms/job", "%") or unit == "s":
+        return f"{value:.1f} {unit}"
+    return f"{value:.0f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table: figure, path, value, requests, connections, ratio, note."""
+    lines = ["| figure | path | value | requests | connections | vs maestro-flux | note |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        requests = "" if row.requests is None else str(row.requests)
+        connections = "" if row.connections is None else str(row.connections)
+        lines.append(f"| {row.figure} | {row.path} | {_cell(row.value, row.unit)} | {requests}"
+                     f" | {connections} | {ratio} | {row.note} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, header: dict, rows: list[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**header, "rows": [asdict(row) for row in rows]}, indent=1))
