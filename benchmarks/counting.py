@@ -1,7 +1,7 @@
 """Counting connections and requests at the bindings boundary, from outside the package.
 
-Every handle either adapter opens is made by ``<bindings>.Flux``; we swap that class
-for a subclass that remembers its instances. Requests are read from libflux's own
+Every handle either adapter opens is made by ``<bindings>.Flux``; we wrap it so that
+it remembers the handles it makes. Requests are read from libflux's own
 per-handle message counters (``flux_get_msgcounters``: every request the handle sent,
 whichever Python API sent it). The test double has no such counters, so there we
 count ``rpc`` calls, through which all of its requests go.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-HANDLES: list[Any] = []
+HANDLES: list[tuple[Any, bool]] = []  # (handle, is it flux-python's)
 
 
 @dataclass(frozen=True)
@@ -28,30 +28,38 @@ class Tally:
 
 
 def install(flux: ModuleType) -> None:
-    """Make ``flux.Flux`` a counting subclass (idempotent)."""
-    base = flux.Flux
-    if getattr(base, "_bench_counting", False):
+    """Make ``flux.Flux`` (a factory function in flux-python, a class in the double)
+    record every handle it makes (idempotent)."""
+    make = flux.Flux
+    if getattr(make, "_bench_counting", False):
         return
+    real = flux.__name__ == "flux"
+    if not real:
+        _count_rpc_calls(make)
 
-    class CountingFlux(base):  # type: ignore[misc, valid-type]
-        _bench_counting = True
-        _bench_real = flux.__name__ == "flux"
+    def counting_flux(*args: Any, **kwargs: Any) -> Any:
+        handle = make(*args, **kwargs)
+        HANDLES.append((handle, real))
+        return handle
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._bench_rpcs = 0
-            HANDLES.append(self)
-
-        def rpc(self, *args: Any, **kwargs: Any) -> Any:
-            self._bench_rpcs += 1
-            return super().rpc(*args, **kwargs)
-
-    flux.Flux = CountingFlux
+    counting_flux._bench_counting = True  # type: ignore[attr-defined]
+    flux.Flux = counting_flux
 
 
-def _requests(handle: Any) -> int:
-    if not handle._bench_real:
-        return handle._bench_rpcs
+def _count_rpc_calls(handle_class: type) -> None:
+    """The double's requests all go through ``rpc``: count calls per handle."""
+    rpc = handle_class.rpc
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._bench_rpcs = getattr(self, "_bench_rpcs", 0) + 1
+        return rpc(self, *args, **kwargs)
+
+    handle_class.rpc = counted
+
+
+def _requests(handle: Any, real: bool) -> int:
+    if not real:
+        return getattr(handle, "_bench_rpcs", 0)
     from flux.core.inner import ffi, raw
 
     counters = ffi.new("flux_msgcounters_t *")
@@ -61,4 +69,4 @@ def _requests(handle: Any) -> int:
 
 def tally() -> Tally:
     """Connections and requests so far."""
-    return Tally(len(HANDLES), sum(_requests(handle) for handle in HANDLES))
+    return Tally(len(HANDLES), sum(_requests(handle, real) for handle, real in HANDLES))

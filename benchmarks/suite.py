@@ -4,6 +4,8 @@ in-process figures, which leave thousands of jobs behind."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -18,7 +20,8 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
         print("end-to-end studies ...", file=sys.stderr, flush=True)
         rows += study_rows(work / "studies", args.steps, args.builtin_sizes, real)
     if args.only != "studies":
-        rows += micro_rows(args, work / "micro", real)
+        with contextlib.redirect_stdout(io.StringIO()):  # the built-in prints per step
+            rows += micro_rows(args, work / "micro", real)
     return rows
 
 
