@@ -7,10 +7,11 @@ independent and all ready in the first conductor cycle, as in allocation packing
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -31,9 +32,12 @@ class StudyPath:
     name: str
     batch: dict
     nested: bool | None = None
+    env: dict = field(default_factory=dict)
 
 
 OURS = StudyPath("maestro-flux", {"type": "flux"})
+OURS_SERIAL = StudyPath("maestro-flux, one submit per step (MAESTRO_FLUX_PIPELINE=0)",
+                        {"type": "flux"}, env={"MAESTRO_FLUX_PIPELINE": "0"})
 BUILTIN = StudyPath("built-in, defaults (nested broker per step)", {"type": "flux-builtin"})
 BUILTIN_DIRECT = StudyPath("built-in, nested: False", {"type": "flux-builtin"}, False)
 CC = "flux submit --cc --wait (flux itself)"
@@ -45,7 +49,7 @@ def write_spec(folder: Path, steps: int, path: StudyPath) -> Path:
     if path.nested is not None:
         study["study"][0]["run"]["nested"] = path.nested
     study["global.parameters"] = {"X": {"values": list(range(steps)), "label": "X.%%"}}
-    spec = folder / f"{path.batch['type']}-{path.nested}-{steps}.yaml"
+    spec = folder / f"{path.batch['type']}-{path.nested}-{len(path.env)}-{steps}.yaml"
     spec.write_text(yaml.safe_dump(study, sort_keys=False))
     return spec
 
@@ -58,7 +62,7 @@ def run_study(work: Path, steps: int, path: StudyPath) -> Row:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "benchmarks.maestro_rss", str(rss), "run",
                            "-fg", "-y", "-s", "1", "-o", str(out), str(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, **path.env})
     seconds = time.perf_counter() - started
     status = (out / "status.csv").read_text() if (out / "status.csv").exists() else ""
     finished = status.count(",FINISHED,")
@@ -86,6 +90,7 @@ def study_rows(work: Path, sizes: list[int], builtin_sizes: list[int], real: boo
     for steps in sizes:
         print(f"  study of {steps} steps ...", file=sys.stderr, flush=True)
         rows.append(run_study(work, steps, OURS))
+        rows.append(run_study(work, steps, OURS_SERIAL))
         if not real:
             rows += [Row.skipped(f"study {steps} steps", name)
                      for name in (BUILTIN.name, BUILTIN_DIRECT.name, CC)]

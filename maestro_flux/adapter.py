@@ -17,7 +17,7 @@ from typing import Any
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
-from maestro_flux import flux_api, jobids
+from maestro_flux import flux_api, jobids, pipeline
 from maestro_flux.broker import broker_for
 from maestro_flux.environment import job_environment
 from maestro_flux.errors import MaestroFluxError, StepError
@@ -60,6 +60,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         self._options: BatchOptions = parse_batch_block(kwargs)
         super().__init__(**kwargs)
         self._broker_choice = choose_broker(self._options.flux_uri)
+        pipeline.install()  # once per process; lets a cycle send its steps together
         for warning in self._options.warnings:
             log_once(LOGGER, logging.WARNING, warning, warning)
         log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
@@ -158,6 +159,30 @@ class FluxAdapter(SchedulerScriptAdapter):
                      "maestro-flux: 'waitable' is only for the instance owner; ignored")
         jobspec, urgency = self.build_jobspec(step, path, cwd, env, guest)
         return jobids.f58_encode(broker.submit(jobspec, urgency))
+
+    # -- a conductor cycle's steps together (see pipeline.py) ------------------
+    def send(self, step: Any, path: str, cwd: str) -> Any:
+        """Send a written step's job without waiting for its id; None if it could not
+        be sent (the caller then uses ``submit``, which says why)."""
+        try:
+            broker = broker_for(self._broker_choice.uri)
+            jobspec, urgency = self.build_jobspec(step, path, cwd, None, broker.is_guest())
+            return broker.submit_nowait(jobspec, urgency)
+        except Exception:  # the conductor must survive anything
+            LOGGER.debug("sending %s failed; it will be submitted alone", step.name,
+                         exc_info=True)
+            return None
+
+    def receive(self, step: Any, sent: Any) -> str | None:
+        """The ASCII f58 id of a sent step's job; None if the broker refused it."""
+        try:
+            jobid = jobids.f58_encode(flux_api.submitted_id(sent))
+        except Exception:  # refused or connection lost: submitted alone, which says why
+            LOGGER.debug("step %s was not accepted; it will be submitted alone", step.name,
+                         exc_info=True)
+            return None
+        LOGGER.info("Submitted step '%s' as Flux job %s", step.name, jobid)
+        return jobid
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         """States of all ids from one job-list request; never JobStatusCode.ERROR."""

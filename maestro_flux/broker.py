@@ -80,6 +80,13 @@ class Broker:
         """Submit a jobspec; returns the integer job id."""
         return self.call(lambda h: flux_api.submit(h, jobspec, urgency))
 
+    def submit_nowait(self, jobspec: Any, urgency: int) -> Any:
+        """Send a submit request without waiting for the id (see pipeline.py).
+
+        Not retried on a lost connection: the caller falls back to ``submit``.
+        """
+        return flux_api.submit_nowait(self.handle(), jobspec, urgency)
+
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).
 

@@ -154,3 +154,13 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
 def parse_jobid(text: str) -> int:
     """Any id form ``flux.job.JobID`` parses (used for the mnemonic words form)."""
     return int(bindings().job.JobID(text))
+
+
+def submit_nowait(handle: Any, jobspec: Any, urgency: int) -> Any:
+    """Send one submit request without waiting; ``submitted_id`` reads its answer."""
+    return bindings().job.submit_async(handle, jobspec, urgency=urgency)
+
+
+def submitted_id(future: Any) -> int:
+    """The id the broker assigned to a ``submit_nowait`` request (waits for it)."""
+    return int(future.get_id())
