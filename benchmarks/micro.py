@@ -23,6 +23,9 @@ from maestro_flux import flux_api, jobids
 from maestro_flux.adapter import FluxAdapter
 
 
+PIPELINED = "maestro-flux, a cycle's steps sent together (send, then receive)"
+
+
 @dataclass
 class Context:
     """What the micro benchmarks share: the two adapters, a workspace, the mode."""
@@ -88,6 +91,29 @@ def _adapter_submitter(ctx: Context, adapter: Any, tag: str) -> Callable[[int], 
     return run
 
 
+def _pipelined_submitter(ctx: Context) -> Callable[[int], tuple[float, list[str]]]:
+    """What a conductor cycle does now: send each written step, then receive every id."""
+    counter = iter(range(10**9))
+
+    def run(n: int) -> tuple[float, list[str]]:
+        prepared = []
+        for _ in range(n):
+            step = held_step(next(counter))
+            workspace = ctx.work / "ours-pipelined" / step.name
+            workspace.mkdir(parents=True)
+            _, script, _ = ctx.ours.write_script(str(workspace), step)
+            prepared.append((step, script, str(workspace)))
+        started = time.perf_counter()
+        sent = [(step, ctx.ours.send(step, script, cwd)) for step, script, cwd in prepared]
+        ids = [ctx.ours.receive(step, request) for step, request in sent]
+        seconds = time.perf_counter() - started
+        if None in ids:
+            raise RuntimeError("pipelined: a held step was not submitted")
+        return seconds, ids
+
+    return run
+
+
 def _raw_submitters(ctx: Context) -> dict[str, Callable[[int], tuple[float, list[str]]]]:
     """Bare bindings loops on their own handle, with the jobspec our adapter builds."""
     flux = ctx.flux
@@ -114,7 +140,8 @@ def _raw_submitters(ctx: Context) -> dict[str, Callable[[int], tuple[float, list
 
 def submission_rows(ctx: Context, jobs: int, rounds: int) -> tuple[list[Row], list[str]]:
     """Per-job submit cost of each path; rounds interleave the paths against noise."""
-    paths = {"maestro-flux adapter.submit": _adapter_submitter(ctx, ctx.ours, "ours")}
+    paths = {"maestro-flux adapter.submit": _adapter_submitter(ctx, ctx.ours, "ours"),
+             PIPELINED: _pipelined_submitter(ctx)}
     paths.update(_raw_submitters(ctx))
     if ctx.builtin is not None:
         paths["built-in adapter.submit (nested False)"] = _builtin_submitter(ctx)
@@ -127,7 +154,8 @@ def submission_rows(ctx: Context, jobs: int, rounds: int) -> tuple[list[Row], li
             per_job[name].append(seconds / chunk)
             ids.extend(new_ids)
     rows = [Row("submit", name, statistics.median(values) * 1000, "ms/job",
-                note=f"median of {rounds} rounds of {chunk}")
+                note=f"{1 / statistics.median(values):.0f} jobs/s; median of {rounds} rounds "
+                     f"of {chunk}")
             for name, values in per_job.items()]
     if ctx.builtin is None:
         rows.append(Row.skipped("submit", "built-in adapter.submit (nested False)"))
