@@ -22,7 +22,6 @@ from maestro_flux import broker as broker_module
 from maestro_flux import flux_api, jobids
 from maestro_flux.adapter import FluxAdapter
 
-
 PIPELINED = "maestro-flux, a cycle's steps sent together (send, then receive)"
 
 

@@ -122,11 +122,14 @@ def submit(handle: Any, jobspec: Any, urgency: int, waitable: bool = False) -> i
 def list_jobs(handle: Any, since: float = 0.0) -> list[dict]:
     """Every job of this user that is active or went inactive after ``since``.
 
-    One ``job-list.list`` request, whatever the number of jobs; the answer may
-    stream in chunks, which ``get_jobs`` gathers.
+    One ``job-list.list`` request and one response, whatever the number of jobs.
+    Asked for as a plain RPC, not streamed as ``flux.job.job_list`` asks: job-list
+    then streams one message per job, and decoding 10k messages in Python took
+    ~0.8 s where one 10k-job message takes a few hundredths.
     """
-    rpc = bindings().job.job_list(handle, max_entries=0, attrs=LIST_ATTRS, since=since)
-    return rpc.get_jobs()
+    payload = {"max_entries": 0, "attrs": LIST_ATTRS, "since": since,
+               "constraint": {"and": [{"userid": [os.getuid()]}]}}
+    return handle.rpc("job-list.list", payload).get()["jobs"]
 
 
 def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
