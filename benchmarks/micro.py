@@ -8,6 +8,7 @@ never runs, so the 2-core machine is not busy running jobs while we time request
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,14 +212,21 @@ def _timed_row(figure: str, path: str, operation: Callable[[], Any], expected: i
     return Row(figure, path, seconds, "s", requests=requests, connections=connections)
 
 
-def cancel_rows(ctx: Context, ours_ids: list[str], builtin_ids: list[str]) -> list[Row]:
-    """cancel_jobs of two equal sets of held jobs, one set per adapter."""
+def cancel_rows(ctx: Context, ours_ids: list[str], builtin_ids: list[str],
+                cli_ids: list[str]) -> list[Row]:
+    """cancel_jobs of equal sets of held jobs: one set per adapter, one for ``flux cancel``."""
     figure = f"cancel_jobs {len(ours_ids)} ids"
     rows = [_cancel_row(figure, "maestro-flux", ctx.ours, ours_ids)]
     if ctx.builtin is None:
-        return rows + [Row.skipped(figure, "built-in (JobList ids= + cancel per job)")]
+        return rows + [Row.skipped(figure, "built-in (JobList ids= + cancel per job)"),
+                       Row.skipped(figure, "flux cancel ID... (flux itself)")]
     rows.append(_cancel_row(figure, "built-in (JobList ids= + cancel per job)", ctx.builtin,
                             builtin_ids))
+    started = time.perf_counter()
+    done = subprocess.run(["flux", "cancel", *cli_ids], capture_output=True, text=True)
+    rows.append(Row(figure, "flux cancel ID... (flux itself)", time.perf_counter() - started,
+                    "s", note="includes the CLI's start-up" if done.returncode == 0
+                    else f"NOT OK: {done.stderr.strip()[:80]}"))
     return rows
 
 

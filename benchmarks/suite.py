@@ -33,12 +33,15 @@ def micro_rows(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     print("submission ...", file=sys.stderr, flush=True)
     submitted, _ = micro.submission_rows(ctx, args.submit_jobs, args.rounds)
     rows += submitted + [micro.overhead_row(submitted)]
-    population = micro.hold_jobs(ctx, max([*args.ids, 2 * args.cancel_ids]))
-    for count in args.ids:
+    population: list[str] = []
+    for count in sorted(args.ids):  # each check sees about as many active jobs as ids
+        population += micro.hold_jobs(ctx, count - len(population))
         print(f"check_jobs of {count} ids ...", file=sys.stderr, flush=True)
         rows += micro.check_rows(ctx, population[:count])
     print("cancel_jobs ...", file=sys.stderr, flush=True)
     cancel = args.cancel_ids
-    rows += micro.cancel_rows(ctx, population[:cancel], population[cancel:2 * cancel])
-    ctx.ours.cancel_jobs(population[2 * cancel:])  # leave nothing held behind
+    population += micro.hold_jobs(ctx, max(0, 3 * cancel - len(population)))
+    sets = [population[k * cancel:(k + 1) * cancel] for k in range(3)]
+    rows += micro.cancel_rows(ctx, *sets)
+    ctx.ours.cancel_jobs(population[3 * cancel:])  # leave nothing held behind
     return rows
