@@ -69,18 +69,27 @@ def measured(operation: Callable[[], Any]) -> tuple[float, int, int, Any]:
 
 
 # -- submission ----------------------------------------------------------------
-def _adapter_submitter(ctx: Context, adapter: Any, tag: str) -> Callable[[int], list[str]]:
-    """Write n held steps' scripts (untimed), then submit them one call each (timed)."""
+Submitter = Callable[[int], tuple[float, list[str]]]  # n -> (seconds, job ids)
+
+
+def _prepared(ctx: Context, adapter: Any, tag: str, counter: Any, n: int) -> list[tuple]:
+    """n held steps with their scripts written (untimed): (step, script, workspace)."""
+    prepared = []
+    for _ in range(n):
+        step = held_step(next(counter))
+        workspace = ctx.work / tag / step.name
+        workspace.mkdir(parents=True)
+        _, script, _ = adapter.write_script(str(workspace), step)
+        prepared.append((step, script, str(workspace)))
+    return prepared
+
+
+def _adapter_submitter(ctx: Context, adapter: Any, tag: str) -> Submitter:
+    """One ``adapter.submit`` call per step, as Maestro calls it."""
     counter = iter(range(10**9))
 
     def run(n: int) -> tuple[float, list[str]]:
-        prepared = []
-        for _ in range(n):
-            step = held_step(next(counter))
-            workspace = ctx.work / tag / step.name
-            workspace.mkdir(parents=True)
-            _, script, _ = adapter.write_script(str(workspace), step)
-            prepared.append((step, script, str(workspace)))
+        prepared = _prepared(ctx, adapter, tag, counter, n)
         started = time.perf_counter()
         records = [adapter.submit(step, script, cwd) for step, script, cwd in prepared]
         seconds = time.perf_counter() - started
@@ -91,18 +100,12 @@ def _adapter_submitter(ctx: Context, adapter: Any, tag: str) -> Callable[[int], 
     return run
 
 
-def _pipelined_submitter(ctx: Context) -> Callable[[int], tuple[float, list[str]]]:
+def _pipelined_submitter(ctx: Context) -> Submitter:
     """What a conductor cycle does now: send each written step, then receive every id."""
     counter = iter(range(10**9))
 
     def run(n: int) -> tuple[float, list[str]]:
-        prepared = []
-        for _ in range(n):
-            step = held_step(next(counter))
-            workspace = ctx.work / "ours-pipelined" / step.name
-            workspace.mkdir(parents=True)
-            _, script, _ = ctx.ours.write_script(str(workspace), step)
-            prepared.append((step, script, str(workspace)))
+        prepared = _prepared(ctx, ctx.ours, "ours-pipelined", counter, n)
         started = time.perf_counter()
         sent = [(step, ctx.ours.send(step, script, cwd)) for step, script, cwd in prepared]
         ids = [ctx.ours.receive(step, request) for step, request in sent]
@@ -114,7 +117,7 @@ def _pipelined_submitter(ctx: Context) -> Callable[[int], tuple[float, list[str]
     return run
 
 
-def _raw_submitters(ctx: Context) -> dict[str, Callable[[int], tuple[float, list[str]]]]:
+def _raw_submitters(ctx: Context) -> dict[str, Submitter]:
     """Bare bindings loops on their own handle, with the jobspec our adapter builds."""
     flux = ctx.flux
     handle = flux.Flux()
@@ -162,7 +165,7 @@ def submission_rows(ctx: Context, jobs: int, rounds: int) -> tuple[list[Row], li
     return rows, ids
 
 
-def _builtin_submitter(ctx: Context) -> Callable[[int], tuple[float, list[str]]]:
+def _builtin_submitter(ctx: Context) -> Submitter:
     return _adapter_submitter(ctx, ctx.builtin, "builtin")
 
 
