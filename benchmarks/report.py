@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,46 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _preamble(result: dict) -> str:
+    if not result["meaningful_for_speed"]:
+        banner = "TEST-DOUBLE MODE: a harness smoke test; these figures mean nothing for speed."
+    else:
+        banner = "Real broker: all paths side by side in one instance; compare ratios."
+    before = ", ".join(f"{x:.2f}" for x in result["load_before"])
+    after = ", ".join(f"{x:.2f}" for x in result["load_after"])
+    machine = result["machine"]
+    return (f"{banner}\n\n{result['date']}, {machine['cpus']} CPUs ({machine['cpu']}), "
+            f"flux-core {result['flux_core']}, broker size {result['broker_size']}, "
+            f"load average before {before}, after {after}.\nCommand: `{result['command']}`\n")
+
+
+def _targets(verdicts: list[dict]) -> str:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for verdict in verdicts:
+        met = {True: "yes", False: "NO", None: "not measured"}[verdict["met"]]
+        lines.append(f"| {verdict['target']} | {verdict['measured']} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    """The run as Markdown: when, where, how, the figures and the targets."""
+    rows = [Row(**row) for row in result["rows"]]
+    text = _preamble(result) + "\n" + table(rows)
+    if result["targets"]:
+        text += "\n\n" + _targets(result["targets"])
+    return text
+
+
+def main(argv: list[str]) -> int:
+    for name in argv:
+        print(markdown(json.loads(Path(name).read_text())))
+    return 0
+
+
 def write_json(path: Path, header: dict, rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**header, "rows": [asdict(row) for row in rows]}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -93,7 +94,7 @@ def flux_version(real: bool) -> str:
 
 def inside(args: argparse.Namespace, argv: list[str]) -> int:
     from benchmarks import targets
-    from benchmarks.report import add_ratios, table, write_json
+    from benchmarks.report import add_ratios, markdown, write_json
     from benchmarks.suite import run_all
 
     real = args.mode == "real"
@@ -111,24 +112,10 @@ def inside(args: argparse.Namespace, argv: list[str]) -> int:
         "targets": [verdict.as_dict() for verdict in verdicts],
     }
     write_json(args.json, header, rows)
-    print(_preamble(header))
-    print(table(rows))
-    if verdicts:
-        print("\n" + targets.table(verdicts))
-    print(f"\nJSON: {args.json}")
+    print(markdown(json.loads(args.json.read_text())))
+    print(f"\nJSON: {args.json} (python -m benchmarks.report {args.json} prints this again)")
     shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _preamble(header: dict) -> str:
-    if not header["meaningful_for_speed"]:
-        banner = "TEST-DOUBLE MODE: a harness smoke test; these figures mean nothing for speed."
-    else:
-        banner = "Real broker: all paths side by side in one instance; compare ratios."
-    load = ", ".join(f"{x:.2f}" for x in header["load_before"])
-    return (f"{banner}\n{header['date']}, {header['machine']['cpus']} CPUs "
-            f"({header['machine']['cpu']}), flux-core {header['flux_core']}, broker size "
-            f"{header['broker_size']}, load before {load}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,11 +99,3 @@ def judge(rows: list[Row], args: argparse.Namespace) -> list[Verdict]:
     verdicts += _check(rows, max(args.ids)) + _cancel(rows, args.cancel_ids)
     verdicts += _cycle(rows, args.cycle_ids) + _submit(rows)
     return verdicts
-
-
-def table(verdicts: list[Verdict]) -> str:
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    for verdict in verdicts:
-        met = {True: "yes", False: "NO", None: "not measured"}[verdict.met]
-        lines.append(f"| {verdict.target} | {verdict.measured} | {met} |")
-    return "\n".join(lines)
