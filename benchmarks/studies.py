@@ -6,6 +6,8 @@ independent and all ready in the first conductor cycle, as in allocation packing
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -17,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.report import Row
+from maestro_flux import flux_api, jobids
 
 STUDY = {
     "description": {"name": "trivial", "description": "N trivial echo steps"},
@@ -59,18 +62,33 @@ def run_study(work: Path, steps: int, path: StudyPath) -> Row:
     spec = write_spec(work, steps, path)
     out = work / f"out-{spec.stem}"
     rss = work / f"rss-{spec.stem}"
-    started = time.perf_counter()
+    wall, started = time.time(), time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "benchmarks.maestro_rss", str(rss), "run",
                            "-fg", "-y", "-s", "1", "-o", str(out), str(spec)],
                           capture_output=True, text=True, env={**os.environ, **path.env})
     seconds = time.perf_counter() - started
     status = (out / "status.csv").read_text() if (out / "status.csv").exists() else ""
     finished = status.count(",FINISHED,")
+    accepted = _last_accepted(status)
     ok = done.returncode == 0 and finished == steps
     peak = int(rss.read_text()) / 1024 if rss.exists() else None
     return Row(f"study {steps} steps", path.name, seconds, "s",
                note="" if ok else f"NOT OK: rc {done.returncode}, {finished} finished",
-               extra={"ok": ok, "peak_rss_mib": peak, "finished": finished})
+               extra={"ok": ok, "peak_rss_mib": peak, "finished": finished,
+                      "all_accepted_after_s": accepted - wall if accepted else None})
+
+
+def _last_accepted(status: str) -> float | None:
+    """When the broker accepted the study's last job (its t_submit), exactly."""
+    ids = {jobids.parse_jobid(row["Job ID"]) for row in csv.DictReader(io.StringIO(status))
+           if row.get("Job ID", "--") not in ("--", "", "-1")}
+    if not ids:
+        return None
+    flux = flux_api.bindings()
+    handle = flux.Flux()
+    entries = flux.job.job_list(handle, max_entries=0, attrs=["t_submit"]).get_jobs()
+    times = [entry["t_submit"] for entry in entries if entry["id"] in ids]
+    return max(times) if len(times) == len(ids) else None
 
 
 def run_flux_cc(steps: int) -> Row:
@@ -107,7 +125,11 @@ def study_rows(work: Path, sizes: list[int], builtin_sizes: list[int], real: boo
 
 
 def memory_rows(rows: list[Row]) -> list[Row]:
-    """Conductor peak RSS of every maestro run, as rows of their own."""
-    return [Row(f"conductor peak RSS, {row.figure.split()[1]} steps", row.path,
-                row.extra["peak_rss_mib"], "MiB")
-            for row in rows if row.extra.get("peak_rss_mib") is not None]
+    """Per maestro run: when its last step was submitted, and the conductor's peak RSS."""
+    done = [row for row in rows if row.extra.get("finished") is not None]
+    submitted = [Row(f"{row.figure}: last job accepted by the broker", row.path,
+                     row.extra["all_accepted_after_s"], "s", note="seconds after start")
+                 for row in done if row.extra["all_accepted_after_s"] is not None]
+    return submitted + [Row(f"conductor peak RSS, {row.figure.split()[1]} steps", row.path,
+                            row.extra["peak_rss_mib"], "MiB")
+                        for row in done if row.extra.get("peak_rss_mib") is not None]
