@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--ids", type=_sizes, default=[1000, 10000], help="check_jobs sizes")
     add("--cancel-ids", type=int, default=1000)
     add("--submit-jobs", type=int, default=300, help="jobs per submit path")
-    add("--rounds", type=int, default=3, help="interleaved rounds per submit path")
+    add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
     add("--only", choices=["micro", "studies"], default=None)
     add("--json", type=Path, default=None, help="default benchmarks/results/<mode>.json")
