@@ -38,11 +38,14 @@ LOGGER = logging.getLogger(__name__)
 SWITCH = "MAESTRO_FLUX_PIPELINE"
 #: The ExecutionGraph methods we wrap or call; without them we leave Maestro alone.
 NEEDED = ("_execute_record", "_check_study_completion", "_check_tmp_dir")
+#: Where a graph keeps its sent steps during a cycle (removed before Maestro pickles).
+PENDING = "_maestro_flux_sent"
+_INSTALLED: bool | None = None
 
 
 @dataclass
 class Sent:
-    """A ready step whose script is written and whose job was sent (or not: None)."""
+    """A ready step whose script is written, and its job's submit request (None: not sent)."""
 
     record: Any
     adapter: Any
@@ -78,10 +81,6 @@ def install() -> bool:
     _wrap(ExecutionGraph)
     _INSTALLED = True
     return True
-
-
-_INSTALLED: bool | None = None
-PENDING = "_maestro_flux_sent"
 
 
 def _wrap(graph_class: type) -> None:
