@@ -106,7 +106,7 @@ def inside(args: argparse.Namespace, argv: list[str]) -> int:
     header = {
         "mode": args.mode, "meaningful_for_speed": real,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": "python -m benchmarks " + " ".join(argv), "machine": machine(),
+        "command": " ".join(["python -m benchmarks", *argv]), "machine": machine(),
         "flux_core": flux_version(real), "broker_size": args.size,
         "load_before": load_before, "load_after": os.getloadavg(),
         "targets": [verdict.as_dict() for verdict in verdicts],
