@@ -17,7 +17,7 @@ from typing import Any
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
-from maestro_flux import flux_api, jobids, templates
+from maestro_flux import flux_api, jobids, pipeline, templates
 from maestro_flux.broker import broker_for, moved_from
 from maestro_flux.environment import job_environment
 from maestro_flux.errors import BatchBlockError, MaestroFluxError, StepError
@@ -75,6 +75,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         super().__init__(**kwargs)
         self._broker_choice = choose_broker(self._options.flux_uri,
                                             uri_file=self._options.flux_uri_file)
+        pipeline.install()  # once per process; lets a cycle send its steps together
         for warning in self._options.warnings:
             log_once(LOGGER, logging.WARNING, warning, warning)
         log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
@@ -216,21 +217,56 @@ class FluxAdapter(SchedulerScriptAdapter):
             raise BatchBlockError(self._problem)
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
-        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
+        broker = self._broker()
+        urgency, flags = self._as_submitter(broker, urgency, flags)
+        return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
+
+    def _broker(self) -> Any:
+        return broker_for(self._broker_choice.uri, self._options.connect_timeout)
+
+    @staticmethod
+    def _as_submitter(broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
+        """Urgency and flags within what this submitter may ask of the broker."""
         guest = broker.is_guest()
-        urgency = clamp(urgency, guest)
         if guest and "waitable" in flags:
             log_once(LOGGER, logging.WARNING, "guest-waitable",
                      "maestro-flux: the 'waitable' flag is only for the instance owner; ignored")
             flags = [flag for flag in flags if flag != "waitable"]
-        return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
+        return clamp(urgency, guest), flags
+
+    # -- a conductor cycle's steps together (see pipeline.py) ------------------
+    def send(self, step: Any, path: str, cwd: str) -> Any:
+        """Send a written step's job without waiting for its id; None if it could not
+        be sent (the caller then uses ``submit``, which says why)."""
+        if self._problem:
+            return None
+        try:
+            jobspec, urgency, flags = self.build_jobspec(step, path, cwd, None)
+            broker = self._broker()
+            urgency, flags = self._as_submitter(broker, urgency, flags)
+            return broker.submit_nowait(jobspec, urgency, flags)
+        except Exception:  # the conductor must survive anything
+            LOGGER.debug("sending %s failed; it will be submitted alone", step.name,
+                         exc_info=True)
+            return None
+
+    def receive(self, step: Any, sent: Any) -> str | None:
+        """The ASCII f58 id of a sent step's job; None if the broker refused it."""
+        try:
+            jobid = jobids.f58_encode(self._broker().submitted_id(sent))
+        except Exception:  # refused or connection lost: submitted alone, which says why
+            LOGGER.debug("step %s was not accepted; it will be submitted alone", step.name,
+                         exc_info=True)
+            return None
+        LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
+        return jobid
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         """States of all ids from one job-list request; never JobStatusCode.ERROR."""
         if not joblist:
             return JobStatusCode.NOJOBS, {}
         parsed, states = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
+        broker = self._broker()
         try:
             statuses = broker.statuses(set(parsed.values()))
         except (MaestroFluxError, OSError) as err:
@@ -291,7 +327,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if not joblist:
             return CancellationRecord(CancelCode.OK, 0)
         parsed, bad = self._parse_ids(joblist)
-        broker = broker_for(self._broker_choice.uri, self._options.connect_timeout)
+        broker = self._broker()
         try:
             outcome = broker.cancel(set(parsed.values()), CANCEL_REASON)
         except (MaestroFluxError, OSError) as err:

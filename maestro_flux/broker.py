@@ -128,7 +128,19 @@ class Broker:
 
     def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
         """Submit a jobspec; returns the integer job id."""
-        jobid = self.call(lambda h: flux_api.submit(h, jobspec, urgency, flags))
+        future = self.call(lambda h: flux_api.submit_nowait(h, jobspec, urgency, flags))
+        return self.submitted_id(future)
+
+    def submit_nowait(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
+        """Send a submit request without waiting for the id (see pipeline.py).
+
+        Not retried on a lost connection: the caller falls back to ``submit``.
+        """
+        return flux_api.submit_nowait(self.handle(), jobspec, urgency, flags)
+
+    def submitted_id(self, future: Any) -> int:
+        """The id of a sent job (waits for the answer); remembered as this broker's."""
+        jobid = flux_api.submitted_id(future)
         SUBMITTED_TO[jobid] = self.uri
         return jobid
 

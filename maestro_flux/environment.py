@@ -16,6 +16,7 @@ import os
 import re
 import string
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from maestro_flux.errors import StepError
 
@@ -70,8 +71,17 @@ def job_environment(rules: Iterable[str] = (), deny: Iterable[str] | None = None
         deny: patterns to leave out; None means DEFAULT_DENY.
         source: the conductor's environment (default ``os.environ``).
     """
-    source = dict(os.environ if source is None else source)
-    patterns = DEFAULT_DENY if deny is None else tuple(deny)
+    items = tuple(sorted((os.environ if source is None else source).items()))
+    return dict(_filtered(tuple(rules), None if deny is None else tuple(deny), items))
+
+
+@lru_cache(maxsize=16)
+def _filtered(rules: tuple[str, ...], deny: tuple[str, ...] | None,
+              items: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    # Cached by content: matching every name against every pattern cost ~4 ms per
+    # step, paid again for each of thousands of steps with the same environment.
+    source = dict(items)
+    patterns = DEFAULT_DENY if deny is None else deny
     env = {name: value for name, value in source.items()
            if not any(fnmatch.fnmatchcase(name, p) for p in patterns)}
     for rule in rules:

@@ -197,9 +197,7 @@ def jobspec_json(jobspec: Any) -> str:
 
 def submit(handle: Any, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
     """Submit one jobspec and wait for its id (one ingest round trip)."""
-    # flux_options checked the names when the options were read.
-    kwargs = {flag: True for flag in _split(flags)}
-    return int(bindings().job.submit(handle, jobspec, urgency=urgency, **kwargs))
+    return submitted_id(submit_nowait(handle, jobspec, urgency, flags))
 
 
 @lru_cache(maxsize=1)
@@ -235,11 +233,14 @@ def parse_directives(script_text: str) -> list[tuple[int, list[str]]]:
 def list_jobs(handle: Any, since: float = 0.0) -> list[dict]:
     """Every job of this user that is active or went inactive after ``since``.
 
-    One ``job-list.list`` request, whatever the number of jobs; the answer may
-    stream in chunks, which ``get_jobs`` gathers.
+    One ``job-list.list`` request and one response, whatever the number of jobs.
+    Asked for as a plain RPC, not streamed as ``flux.job.job_list`` asks: job-list
+    then streams one message per job, and decoding 10k messages in Python took
+    ~0.8 s where one 10k-job message takes a few hundredths.
     """
-    rpc = bindings().job.job_list(handle, max_entries=0, attrs=LIST_ATTRS, since=since)
-    return rpc.get_jobs()
+    payload = {"max_entries": 0, "attrs": LIST_ATTRS, "since": since,
+               "constraint": {"and": [{"userid": [os.getuid()]}]}}
+    return handle.rpc("job-list.list", payload).get()["jobs"]
 
 
 def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
@@ -267,3 +268,15 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
 def parse_jobid(text: str) -> int:
     """Any id form ``flux.job.JobID`` parses (used for the mnemonic words form)."""
     return int(bindings().job.JobID(text))
+
+
+def submit_nowait(handle: Any, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
+    """Send one submit request without waiting; ``submitted_id`` reads its answer."""
+    # flux_options checked the flag names when the options were read.
+    kwargs = {flag: True for flag in _split(flags)}
+    return bindings().job.submit_async(handle, jobspec, urgency=urgency, **kwargs)
+
+
+def submitted_id(future: Any) -> int:
+    """The id the broker assigned to a ``submit_nowait`` request (waits for it)."""
+    return int(future.get_id())

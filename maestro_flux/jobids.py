@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 F58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 F58_PREFIXES = ("\u0192", "f")
@@ -42,6 +43,7 @@ def _f58_decode(text: str) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1 << 17)  # the conductor parses the same in-progress ids every cycle
 def _plain_decode(text: str) -> int | None:
     if text.isdigit():
         return int(text)

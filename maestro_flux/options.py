@@ -90,8 +90,15 @@ def _closest(word: str, choices) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def _shown(part: object) -> str:
+    # A key with a newline or other control characters is quoted, so the message
+    # stays one readable line.
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
 def _key_path(path) -> str:
-    parts = [str(p) for p in path]
+    parts = [_shown(p) for p in path]
     return "batch." + ".".join(parts) if parts else "batch"
 
 
@@ -108,7 +115,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = error.schema.get("properties", {}).keys()
         extra = sorted(set(error.instance) - set(allowed))
-        return _unknown_key(where, extra[0] if extra else "?", allowed)
+        return _unknown_key(where, _shown(extra[0]) if extra else "?", allowed)
     if error.validator == "const":
         return f"{where}: must be {error.validator_value!r}, not {error.instance!r}"
     if error.validator == "oneOf":

@@ -108,6 +108,17 @@ def test_cancel_is_idempotent_on_finished_jobs_and_empty_lists(adapter, tmp_path
     assert empty.cancel_status == CancelCode.OK and empty.return_code == 0
 
 
+def test_cancel_accepts_every_id_form(adapter, tmp_path):
+    ids = [write_and_submit(adapter, make_step(name=f"h{i}", cmd="true", priority="held"),
+                            tmp_path / str(i))[0] for i in range(4)]
+    numbers = [flux_api.parse_jobid(jobid) for jobid in ids]
+    forms = [ids[0], str(numbers[1]), hex(numbers[2]), "\u0192" + ids[3][1:]]
+    record = adapter.cancel_jobs(forms)
+    assert record.cancel_status == CancelCode.OK
+    assert record.lookup_status(CancelCode.OK) == set(forms)
+    assert [wait_for(adapter, jobid) for jobid in ids] == [State.CANCELLED] * 4
+
+
 def test_cancel_of_an_unknown_id_is_reported_per_id(adapter):
     record = adapter.cancel_jobs(["f1111111"])
     assert record.cancel_status == CancelCode.ERROR

@@ -228,6 +228,17 @@ def test_allow_list_and_replaced_deny_list():
     assert "FLUX_URI" in job_environment(deny=["AWS_*"], source=SOURCE)
 
 
+def test_environment_follows_changes_to_the_conductor_environment(monkeypatch):
+    monkeypatch.setenv("MF_BENCH_PROBE", "one")
+    first = job_environment()
+    first["MF_BENCH_PROBE"] = "changed by a caller"  # callers get their own copy
+    assert job_environment()["MF_BENCH_PROBE"] == "one"
+    monkeypatch.setenv("MF_BENCH_PROBE", "two")
+    assert job_environment()["MF_BENCH_PROBE"] == "two"
+    monkeypatch.delenv("MF_BENCH_PROBE")
+    assert "MF_BENCH_PROBE" not in job_environment()
+
+
 # -- ids and states ----------------------------------------------------------
 def test_job_ids_round_trip_in_every_plain_form():
     number = 11005853696

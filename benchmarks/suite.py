@@ -1,0 +1,47 @@
+"""The order the figures are taken in: studies first (in a fresh instance), then the
+in-process figures, which leave thousands of jobs behind."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+from benchmarks import micro
+from benchmarks.report import Row
+from benchmarks.studies import study_rows
+
+
+def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
+    rows: list[Row] = []
+    if args.only != "micro":
+        print("end-to-end studies ...", file=sys.stderr, flush=True)
+        rows += study_rows(work / "studies", args.steps, args.builtin_sizes, real)
+    if args.only != "studies":
+        with contextlib.redirect_stdout(io.StringIO()):  # the built-in prints per step
+            rows += micro_rows(args, work / "micro", real)
+    return rows
+
+
+def micro_rows(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = micro.make_context(work, real)
+    print("conductor cycle ...", file=sys.stderr, flush=True)
+    rows = micro.cycle_rows(ctx, micro.hold_jobs(ctx, args.cycle_ids))
+    print("submission ...", file=sys.stderr, flush=True)
+    submitted, _ = micro.submission_rows(ctx, args.submit_jobs, args.rounds)
+    rows += submitted + [micro.overhead_row(submitted)]
+    population: list[str] = []
+    for count in sorted(args.ids):  # each check sees about as many active jobs as ids
+        population += micro.hold_jobs(ctx, count - len(population))
+        print(f"check_jobs of {count} ids ...", file=sys.stderr, flush=True)
+        rows += micro.check_rows(ctx, population[:count])
+    print("cancel_jobs ...", file=sys.stderr, flush=True)
+    cancel = args.cancel_ids
+    population += micro.hold_jobs(ctx, max(0, 3 * cancel - len(population)))
+    sets = [population[k * cancel:(k + 1) * cancel] for k in range(3)]
+    rows += micro.cancel_rows(ctx, *sets)
+    ctx.ours.cancel_jobs(population[3 * cancel:])  # leave nothing held behind
+    return rows

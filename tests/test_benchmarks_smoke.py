@@ -1,0 +1,53 @@
+"""The benchmark harness, smoke-tested on the test double (its figures mean nothing for
+speed; this only checks that one command produces every figure)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+OURS = {"study 3 steps": "maestro-flux",
+        "conductor peak RSS, 3 steps": "maestro-flux",
+        "adapter construction": "maestro-flux",
+        "steady cycle, 3 in progress": "maestro-flux",
+        "submit": "maestro-flux adapter.submit",
+        "check_jobs 10 ids": "maestro-flux, steady",
+        "check_jobs 20 ids": "maestro-flux, steady",
+        "cancel_jobs 5 ids": "maestro-flux"}
+COUNTED = ("adapter construction", "steady cycle, 3 in progress", "check_jobs 20 ids",
+           "cancel_jobs 5 ids")
+REFERENCES = {("study 3 steps", "flux submit --cc --wait (flux itself)"),
+              ("study 3 steps", "built-in, defaults (nested broker per step)"),
+              ("submit", "flux.job.submit_async loop"),
+              ("submit", "bare flux.job.submit (sync)"),
+              ("check_jobs 20 ids", "built-in (JobList ids=)"),
+              ("cancel_jobs 5 ids", "built-in (JobList ids= + cancel per job)")}
+
+
+def test_harness_produces_every_figure_on_the_double(tmp_path):
+    out = tmp_path / "double.json"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--mode", "double", "--steps", "3",
+         "--builtin-sizes", "", "--ids", "10,20", "--cancel-ids", "5", "--submit-jobs", "4",
+         "--rounds", "2", "--cycle-ids", "3", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TEST-DOUBLE MODE" in done.stdout and "mean nothing for speed" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["mode"] == "double" and result["meaningful_for_speed"] is False
+    rows = {(row["figure"], row["path"]): row for row in result["rows"]}
+    for figure, path in OURS.items():
+        assert rows[(figure, path)]["value"] is not None, (figure, path)
+    for figure in COUNTED:
+        row = rows[(figure, OURS[figure])]
+        assert row["requests"] is not None and row["connections"] is not None, figure
+    assert rows[("study 3 steps", "maestro-flux")]["extra"]["ok"] is True
+    for key in REFERENCES:  # present; the built-in and the flux CLI say why they are not run
+        assert key in rows, key
+    assert rows[("check_jobs 20 ids", "built-in (JobList ids=)")]["note"].startswith("skipped")
