@@ -182,8 +182,11 @@ def args_keys() -> str:
     """Keys of allocation_args and launcher_args."""
     schema = _schema()
     args = schema["$defs"]["args"]["properties"]
-    flags = {"setattr": "-S / --setattr", "setopt": "-o / --setopt", "conf": "--conf"}
-    rows = [[_code(name), "mapping", flags.get(name, "")] for name in args]
+    flags = {"setattr": "-S / --setattr", "setopt": "-o / --setopt", "conf": "--conf",
+             "S": "-S / --setattr", "o": "-o / --setopt", "x": "-x / --exclusive",
+             "exclusive": "-x / --exclusive"}
+    rows = [[_code(name), "mapping" if "$ref" in spec else "flag", flags.get(name, "")]
+            for name, spec in args.items()]
     return _table(["key", "type", "flux flag"], rows)
 
 

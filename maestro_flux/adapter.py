@@ -65,6 +65,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         # Maestro would print a traceback and stop the conductor if this raised;
         # instead every step fails with the one-line message (nothing is submitted).
         self._problem: str | None = None
+        self._plans: dict[tuple[str, str], StepPlan] = {}
         try:
             self._options: BatchOptions = parse_batch_block(kwargs)
         except BatchBlockError as err:
@@ -113,21 +114,28 @@ class FluxAdapter(SchedulerScriptAdapter):
             return None
         return path, templates.render(path, self._context(step, workspace, choice, command))
 
-    def _resources(self, options: dict, run: dict, choice: StepChoice,
-                   guest: bool) -> StepResources:
+    def _resources(self, options: dict, run: dict, choice: StepChoice) -> StepResources:
         nested = wants_nested(run, options, choice.nested_default)
         if not nested and (options.get("conf") or options.get("broker-opts")):
             raise StepError("conf and broker-opts configure a nested instance, but this step "
                             "runs as a plain job: set 'nested: true'")
-        return step_resources(options, run, nested, guest)
+        return step_resources(options, run, nested)
 
-    def _plan(self, step: Any, workspace: str, guest: bool = False) -> StepPlan:
+    def _plan(self, step: Any, workspace: str) -> StepPlan:
+        """The step's plan, made once per adapter: Maestro writes a step's script
+        and submits it with the same adapter, in the same cycle."""
+        key = (step.name, os.path.abspath(workspace))
+        if key not in self._plans:
+            self._plans[key] = self._new_plan(step, workspace)
+        return self._plans[key]
+
+    def _new_plan(self, step: Any, workspace: str) -> StepPlan:
         choice = choose(self._options, step.name)
         path = resolve_template(choice.template, workspace) if choice.template else None
         draft = self._render(path, step, workspace, choice, step.run["cmd"])
         directives = directive_options(draft[1], path) if draft else {}
         options = effective_options(directives, self._options, choice, step.run)
-        res = self._resources(options, step.run, choice, guest)
+        res = self._resources(options, step.run, choice)
         run = {**step.run, "nodes": res.nodes, "procs": res.tasks}
         cmd = self._substitute_parallel_command(step.run["cmd"], **run)
         restart = step.run.get("restart") or ""
@@ -200,10 +208,13 @@ class FluxAdapter(SchedulerScriptAdapter):
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
         return _records()[0](SubmissionCode.ERROR, 1)
 
-    def build_jobspec(self, step: Any, path: str, cwd: str, env: dict | None = None,
-                      guest: bool = False) -> tuple[Any, int, list[str]]:
-        """The jobspec (built by the bindings), urgency and submit flags of a written script."""
-        request = self._plan(step, cwd, guest=guest).request
+    def build_jobspec(self, step: Any, path: str, cwd: str,
+                      env: dict | None = None) -> tuple[Any, int, list[str]]:
+        """The jobspec (built by the bindings), urgency and submit flags of a written script.
+
+        The urgency is the step's; ``_as_submitter`` fits it to the broker at submission.
+        """
+        request = self._plan(step, cwd).request
         environment = job_environment(request.get("env", ()), self._options.env_deny)
         environment.update(env or {})
         with open(path) as handle:
@@ -303,12 +314,12 @@ class FluxAdapter(SchedulerScriptAdapter):
         return parsed, states
 
     def _state_of(self, text: Any, status: Any, broker: Any, number: int) -> State:
-        if status is None and moved_from(number, broker.uri):
+        left = moved_from(number, broker.uri) if status is None else None
+        if left:
             # Maestro resubmits a HWFAILURE: the study continues on the new broker.
             log_once(LOGGER, logging.WARNING, f"moved:{text}",
                      "maestro-flux: job %s was submitted to %s, which the study has left for "
-                     "%s; step resubmitted there", text, moved_from(number, broker.uri),
-                     broker.label)
+                     "%s; step resubmitted there", text, left, broker.label)
             return State.HWFAILURE
         if status is None:
             log_once(LOGGER, logging.WARNING, f"unknown:{text}",

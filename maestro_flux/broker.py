@@ -175,7 +175,7 @@ class Broker:
         """Cancel all ids in one pass; jobid -> error (None when canceled)."""
         jobids = list(jobids)
         self.cancel_requested.update(jobids)
-        return self.call(lambda h: flux_api.cancel_all(h, list(jobids), reason))
+        return self.call(lambda h: flux_api.cancel_all(h, jobids, reason))
 
 
 _BROKERS: dict[str | None, Broker] = {}

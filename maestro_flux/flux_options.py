@@ -186,18 +186,6 @@ def normalize(name: str, value: Any) -> tuple[str, Any]:
     return name, values
 
 
-def from_yaml(block: Mapping[str, Any]) -> dict[str, Any]:
-    """The flux options present in a YAML mapping (batch block or profile).
-
-    Raises ValueError naming the option, for a value of the wrong shape.
-    """
-    found: dict[str, Any] = {}
-    for key, value in block.items():
-        if key in OPTIONS:
-            merge_into(found, dict([normalize(key, value)]))
-    return found
-
-
 def merge_into(low: dict[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
     """Apply ``high`` over ``low`` in place, key by key, by each option's kind."""
     for name, value in high.items():

@@ -22,8 +22,6 @@ ID_TAG = "{{id.f58plain}}"
 #: Options the resource model owns; every other option passes through as given.
 RESOURCE_OPTIONS = ("nodes", "nslots", "cores-per-slot", "gpus-per-slot", "exclusive",
                     "time-limit", "urgency")
-#: Options that are not part of the jobspec but of the submit request.
-SUBMIT_OPTIONS = ("urgency", "flags")
 
 
 @dataclass(frozen=True)
@@ -60,23 +58,21 @@ def job_request(resources: StepResources, step_name: str, workspace: str,
     )
 
 
-def _resource_arguments(res: StepResources) -> list[str]:
-    args = [f"--nodes={res.nodes}"] if res.nodes else []
-    args += [f"--nslots={res.slots}", f"--cores-per-slot={res.cores_per_slot}"]
-    if res.gpus_per_slot:
-        args.append(f"--gpus-per-slot={res.gpus_per_slot}")
-    if res.exclusive:
-        args.append("--exclusive")
-    if res.duration:
-        args.append(f"--time-limit={res.duration:g}s")
-    return args + [f"--urgency={res.urgency}"]
+def _resource_options(res: StepResources) -> dict[str, Any]:
+    """The resource model as flux batch options (zero counts and durations left out)."""
+    found = {"nodes": res.nodes, "nslots": res.slots, "cores-per-slot": res.cores_per_slot,
+             "gpus-per-slot": res.gpus_per_slot, "exclusive": res.exclusive,
+             "time-limit": f"{res.duration:g}s" if res.duration else None,
+             "urgency": res.urgency}
+    return {name: value for name, value in found.items()
+            if value or name in ("nslots", "urgency")}
 
 
 def batch_arguments(request: JobRequest) -> list[str]:
     """The ``flux batch`` options that ask for exactly this request."""
     named = {"job-name": request.name, "output": request.output, "error": request.error}
-    return (_resource_arguments(request.resources)
-            + flux_options.to_argv({**request.options, **named}))
+    return flux_options.to_argv({**request.options, **_resource_options(request.resources),
+                                 **named})
 
 
 _THREE_QUOTES = re.compile(r"[\"']{3}")
@@ -95,10 +91,6 @@ def _directive(arg: str) -> str:
 def flux_header(request: JobRequest) -> list[str]:
     """``#flux:`` directive lines, one option per line, quoted so flux reads them back."""
     return [f"#flux: {_directive(arg)}" for arg in batch_arguments(request)]
-
-
-def _pairs(flag: str, mapping: Mapping[str, Any]) -> list[str]:
-    return flux_options.to_argv({flag: dict(mapping)})
 
 
 def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None = None,
@@ -120,6 +112,6 @@ def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None 
         args.append(f"-g{res.gpus_per_task}")
     if (res.launcher_exclusive or launcher.exclusive) and nodes:
         args.append("-x")
-    args += _pairs("setattr", launcher.setattr)
-    args += _pairs("setopt", launcher.setopt)
+    args += flux_options.to_argv({"setattr": dict(launcher.setattr),
+                                  "setopt": dict(launcher.setopt)})
     return " ".join(shlex.quote(arg) for arg in args)

@@ -179,8 +179,8 @@ def _check(nested: bool, nodes: int | None, slots: int, exclusive: bool) -> None
                         "remove 'nested' or set it to true")
 
 
-def step_resources(options: Mapping[str, Any], run: Mapping[str, Any], nested: bool,
-                   guest: bool = False) -> StepResources:
+def step_resources(options: Mapping[str, Any], run: Mapping[str, Any],
+                   nested: bool) -> StepResources:
     """Build the resource model of one step from its effective flux options.
 
     Args:
@@ -188,7 +188,6 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any], nested: b
             profile, batch block, template directives).
         run: the step's run block (for $(LAUNCHER) and exclusive's launcher part).
         nested: the outcome of ``wants_nested``.
-        guest: clamp urgency to what a guest of the instance may ask for.
 
     Returns:
         StepResources. Raises StepError naming the key at fault.
@@ -210,7 +209,7 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any], nested: b
         nested=nested, nodes=nodes, slots=shape[0], cores_per_slot=shape[1],
         gpus_per_slot=shape[2], exclusive=exclusive,
         duration=walltime_seconds(options.get("time-limit")),
-        urgency=clamp(options.get("urgency"), guest),
+        urgency=clamp(options.get("urgency")),
         tasks=slots, cores_per_task=cores, gpus_per_task=gpus,
         launcher_exclusive=_exclusive(run.get("exclusive"))[1],
     )

@@ -62,7 +62,7 @@ def urgency_of(priority: Any, guest: bool = False) -> int:
                 raise StepError(f"'priority' {priority!r} is not one of {names}") from None
         else:
             urgency = PRIORITY_URGENCY[name]
-    return min(urgency, GUEST_MAX) if guest else urgency
+    return clamp(urgency, guest)
 
 
 def clamp(urgency: int | None, guest: bool = False) -> int:
