@@ -19,9 +19,10 @@ from maestrowf.datastructures.core import StudyStep
 
 from benchmarks import counting
 from benchmarks.report import Row
-from maestro_flux import broker as broker_module
-from maestro_flux import flux_api, jobids
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import connection as broker_module
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model import jobids
 
 PIPELINED = "maestro-flux, a cycle's steps sent together (send, then receive)"
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.report import Row
-from maestro_flux import flux_api, jobids
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.model import jobids
 
 STUDY = {
     "description": {"name": "trivial", "description": "N trivial echo steps"},

@@ -4,7 +4,7 @@ A page asks for a table with a marker on a line of its own::
 
     <!-- generated: batch-keys -->
 
-The tables come from ``maestro_flux/schema/batch.schema.json`` (read as JSON)
+The tables come from ``maestro_flux/model/schema/batch.schema.json`` (read as JSON)
 and from module-level constants of a few modules, read with ``ast`` (nothing of
 maestro_flux, maestrowf or flux is imported, so the docs build needs only
 MkDocs). An unknown marker, or a constant that cannot be read, fails the build.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "maestro_flux"
-SCHEMA = PACKAGE / "schema" / "batch.schema.json"
+SCHEMA = PACKAGE / "model" / "schema" / "batch.schema.json"
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
 
@@ -47,7 +47,7 @@ def _constants(module: str) -> dict[str, object]:
 
     Names bound earlier in the module may be used; ``Enum.MEMBER`` reads as ``MEMBER``.
     """
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / "model" / f"{module}.py").read_text(encoding="utf-8"))
     found: dict[str, object] = {}
 
     def value(node: ast.AST) -> object:

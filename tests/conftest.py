@@ -25,8 +25,8 @@ ROOT = TESTS.parent
 RECORDINGS = TESTS / "recordings"
 sys.path.insert(0, str(TESTS))
 
-from maestro_flux import broker as broker_module  # noqa: E402
-from maestro_flux import flux_api  # noqa: E402
+from maestro_flux.broker import bindings as flux_api  # noqa: E402
+from maestro_flux.broker import connection as broker_module  # noqa: E402
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from maestrowf.abstracts.enums import State
 from maestrowf.datastructures.core import StudyStep
 
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.maestro.adapter import FluxAdapter
 
 TERMINAL = {State.FINISHED, State.FAILED, State.CANCELLED, State.TIMEDOUT, State.UNKNOWN}
 

@@ -9,8 +9,8 @@ import pytest
 from helpers import make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 
-from maestro_flux import flux_api
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.maestro.adapter import FluxAdapter
 
 ASCII_F58 = re.compile(r"^f[1-9A-HJ-NP-Za-km-z]+$")
 

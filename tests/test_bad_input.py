@@ -11,11 +11,11 @@ from helpers import make_step
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maestro_flux import broker as broker_module
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.errors import BatchBlockError
-from maestro_flux.flux_options import OPTIONS, SUBMIT_ONLY
-from maestro_flux.options import batch_schema, parse_batch_block
+from maestro_flux.broker import connection as broker_module
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model.batch_options import batch_schema, parse_batch_block
+from maestro_flux.model.errors import BatchBlockError
+from maestro_flux.model.option_table import OPTIONS, SUBMIT_ONLY
 
 KNOWN = sorted(batch_schema()["properties"])
 JUNK = st.one_of(
@@ -88,7 +88,7 @@ def no_broker(monkeypatch):
         raise AssertionError("bad input reached the broker")
 
     monkeypatch.setattr(broker_module, "broker_for", refuse)
-    monkeypatch.setattr("maestro_flux.adapter.broker_for", refuse)
+    monkeypatch.setattr("maestro_flux.maestro.adapter.broker_for", refuse)
 
 
 @settings(max_examples=200, deadline=None,

@@ -21,8 +21,8 @@ import pytest
 from conftest import RECORDINGS
 from helpers import make_step
 
-from maestro_flux import flux_api
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.maestro.adapter import FluxAdapter
 
 RECORDING = RECORDINGS / "batch-options.json"
 NESTED = {"cmd": "$(LAUNCHER) hostname"}
@@ -116,7 +116,7 @@ def test_jobspec_is_what_flux_batch_made_of_it(flux_mode, tmp_path, name):
 
 
 def test_every_option_of_the_table_is_exercised():
-    from maestro_flux.flux_options import OPTIONS
+    from maestro_flux.model.option_table import OPTIONS
 
     used = {key for options, _ in CASES.values() for key in options}
     # env, env-remove, env-file and flags do not reach the jobspec's recorded

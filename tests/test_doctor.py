@@ -7,7 +7,7 @@ import os
 import pytest
 from test_cli import cli
 
-from maestro_flux.doctor import doctor
+from maestro_flux.cli.doctor import doctor
 
 
 def run(spec=None) -> tuple[int, list[str]]:

@@ -18,9 +18,9 @@ from helpers import make_step, wait_for
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State
 from test_studies_end_to_end import maestro, state_of, study_env
 
-from maestro_flux import flux_api
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.states import STATE_NAMES
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model.states import STATE_NAMES
 
 
 @pytest.fixture

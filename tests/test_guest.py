@@ -14,8 +14,9 @@ import pytest
 from conftest import RECORDINGS, TESTS
 from helpers import make_step, write_and_submit
 
-from maestro_flux import broker, flux_api
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import connection as broker
+from maestro_flux.maestro.adapter import FluxAdapter
 
 
 @pytest.fixture

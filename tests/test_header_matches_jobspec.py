@@ -16,9 +16,10 @@ import subprocess
 import pytest
 from helpers import make_step
 
-from maestro_flux import flux_api, flux_options
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.resources import walltime_seconds
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model import option_table as flux_options
+from maestro_flux.model.resources import walltime_seconds
 
 SHAPES = {
     "serial": {"cmd": "echo hi"},

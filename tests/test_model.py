@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 from maestrowf.abstracts.enums import State
 
-from maestro_flux.environment import job_environment
-from maestro_flux.errors import BatchBlockError, StepError
-from maestro_flux.jobids import canonical, f58_encode, parse_jobid
-from maestro_flux.options import parse_batch_block
-from maestro_flux.request import launcher_command
-from maestro_flux.resources import step_options, walltime_seconds, wants_nested
-from maestro_flux.resources import step_resources as model_of
-from maestro_flux.states import ACTIVE_STATE_MAP, STATE_NAMES, JobStatus, status_from_listing
-from maestro_flux.urgency import urgency_of
-from maestro_flux.uri import choose_broker
+from maestro_flux.broker.uri import choose_broker
+from maestro_flux.model.batch_options import parse_batch_block
+from maestro_flux.model.environment import job_environment
+from maestro_flux.model.errors import BatchBlockError, StepError
+from maestro_flux.model.jobids import canonical, f58_encode, parse_jobid
+from maestro_flux.model.request import launcher_command
+from maestro_flux.model.resources import step_options, walltime_seconds, wants_nested
+from maestro_flux.model.resources import step_resources as model_of
+from maestro_flux.model.states import ACTIVE_STATE_MAP, STATE_NAMES, JobStatus, status_from_listing
+from maestro_flux.model.urgency import urgency_of
 
 
 def step_resources(run, nested_default=None):
@@ -64,8 +64,8 @@ def test_bad_batch_blocks_get_one_line_naming_the_key(block, message):
 
 
 def test_the_schema_and_the_option_table_list_the_same_options():
-    from maestro_flux.flux_options import OPTIONS
-    from maestro_flux.options import batch_schema
+    from maestro_flux.model.batch_options import batch_schema
+    from maestro_flux.model.option_table import OPTIONS
 
     schema = batch_schema()
     assert set(schema["$defs"]["options"]["properties"]) == set(OPTIONS)
@@ -99,7 +99,7 @@ def test_a_bad_block_fails_every_step_with_one_line_and_no_traceback(tmp_path, c
     so a bad block is reported once and refuses every step instead."""
     from helpers import make_step
 
-    from maestro_flux.adapter import FluxAdapter
+    from maestro_flux.maestro.adapter import FluxAdapter
 
     adapter = FluxAdapter(type="flux", bnak="x")
     step = make_step(cmd="echo never")
@@ -198,7 +198,7 @@ def test_guests_are_clamped_to_16():
 def test_launcher_command_uses_the_model():
     res = step_resources({"cmd": "$(LAUNCHER) app", "procs": 4, "nodes": 2,
                           "cores per task": 3, "gpus": 1, "exclusive": {"launcher": True}})
-    from maestro_flux.options import ExtraArgs
+    from maestro_flux.model.batch_options import ExtraArgs
 
     launcher = ExtraArgs(setattr={"user.tag": "x"}, setopt={"mpi": "spectrum"})
     assert launcher_command(res, launcher) == (
@@ -276,8 +276,8 @@ def test_failure_reason_is_one_line():
 
 
 def test_adapter_construction_opens_no_connection(monkeypatch):
-    from maestro_flux import flux_api
-    from maestro_flux.adapter import FluxAdapter
+    from maestro_flux.broker import bindings as flux_api
+    from maestro_flux.maestro.adapter import FluxAdapter
 
     def refuse(uri):
         raise AssertionError("construction must not connect")
@@ -291,7 +291,7 @@ def test_adapter_construction_opens_no_connection(monkeypatch):
 def test_broker_uri_and_deprecation_are_logged_once_per_process(caplog):
     import logging
 
-    from maestro_flux.adapter import FluxAdapter
+    from maestro_flux.maestro.adapter import FluxAdapter
 
     caplog.set_level(logging.INFO)
     for _ in range(3):

@@ -16,8 +16,9 @@ from helpers import make_step
 from maestrowf.abstracts.enums import State, StudyStatus
 from maestrowf.datastructures.core.executiongraph import SOURCE, ExecutionGraph
 
-from maestro_flux import jobids, pipeline
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.maestro import pipeline
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model import jobids
 
 
 def graph_of(steps, tmp_path, **batch) -> ExecutionGraph:
@@ -92,7 +93,8 @@ def test_steps_the_broker_refuses_fail_as_with_one_submit_each(submit_calls, tmp
 
 
 def test_pipeline_can_be_switched_off():
-    code = ("from maestro_flux.adapter import FluxAdapter; from maestro_flux import pipeline; "
+    code = ("from maestro_flux.maestro.adapter import FluxAdapter; "
+            "from maestro_flux.maestro import pipeline; "
             "FluxAdapter(type='flux'); print(pipeline.installed())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ, MAESTRO_FLUX_PIPELINE="0"))

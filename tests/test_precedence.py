@@ -11,7 +11,7 @@ import pytest
 from helpers import make_step
 from test_header_matches_jobspec import read_header
 
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.maestro.adapter import FluxAdapter
 
 TEMPLATE = """#!/bin/bash
 #flux: --queue=from-template --time-limit=5m

@@ -14,9 +14,9 @@ import time
 import pytest
 from conftest import RECORDINGS
 
-from maestro_flux import flux_api
-from maestro_flux.jobids import canonical, f58_encode, parse_jobid
-from maestro_flux.states import status_from_listing
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.model.jobids import canonical, f58_encode, parse_jobid
+from maestro_flux.model.states import status_from_listing
 
 
 def recording(name: str) -> dict:

@@ -18,11 +18,12 @@ import pytest
 from helpers import make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import JobStatusCode, State, SubmissionCode
 
-from maestro_flux import broker as broker_module
-from maestro_flux import flux_api, remote
-from maestro_flux import uri as uris
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.errors import BrokerError
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import connection as broker_module
+from maestro_flux.broker import remote
+from maestro_flux.broker import uri as uris
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.model.errors import BrokerError
 
 HOST = socket.gethostname()
 FAKE_SSH = """#!/bin/sh

@@ -117,6 +117,6 @@ def test_real_entry_points_resolve_type_flux_to_maestro_flux():
             "print(F.get_adapter('flux').__module__, F.get_adapter('flux-builtin').__module__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split() == ["maestro_flux.adapter",
+    assert done.stdout.split() == ["maestro_flux.maestro.adapter",
                                    "maestrowf.interfaces.script.fluxscriptadapter"]
     assert shutil.which("conductor", path=str(BIN))

@@ -9,9 +9,9 @@ import logging
 import pytest
 from helpers import make_step
 
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.errors import TemplateError
-from maestro_flux.study_context import SPECROOT_ENV, resolve_template
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_context import SPECROOT_ENV, resolve_template
+from maestro_flux.model.errors import TemplateError
 
 
 def write(tmp_path, text: str, run: dict | None = None, name: str = "t.sh.j2", **batch) -> str:

@@ -10,8 +10,9 @@ import pytest
 from helpers import make_step
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 
-from maestro_flux import broker, flux_api
-from maestro_flux.adapter import FluxAdapter
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import connection as broker
+from maestro_flux.maestro.adapter import FluxAdapter
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_polling_and_cancel_survive_missing_bindings(no_bindings):
 
 
 def test_package_imports_without_flux():
-    code = ("import sys, maestro_flux.adapter, maestro_flux.cli;"
+    code = ("import sys, maestro_flux.maestro.adapter, maestro_flux.cli.main;"
             "print('flux' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

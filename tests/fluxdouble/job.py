@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from fluxdouble import Flux, Future, options
-from maestro_flux.jobids import f58_encode, parse_jobid
+from maestro_flux.model.jobids import f58_encode, parse_jobid
 
 FLUX_JOB_WAITABLE = 4
 

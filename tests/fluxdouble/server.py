@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from maestro_flux.jobids import f58_encode
+from maestro_flux.model.jobids import f58_encode
 
 STATE = {"NEW": 1, "DEPEND": 2, "PRIORITY": 4, "SCHED": 8, "RUN": 16, "CLEANUP": 32,
          "INACTIVE": 64}

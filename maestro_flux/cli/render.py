@@ -17,13 +17,13 @@ from typing import Any, TextIO
 
 import yaml
 
-from maestro_flux import flux_api
-from maestro_flux.adapter import FluxAdapter
-from maestro_flux.errors import BindingsMissing, MaestroFluxError
-from maestro_flux.options import parse_batch_block
-from maestro_flux.precedence import choose
-from maestro_flux.study_context import SPECROOT_ENV
-from maestro_flux.study_spec import StagedStep, batch_block, load_spec, staged_steps
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
+from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_context import SPECROOT_ENV
+from maestro_flux.model.batch_options import parse_batch_block
+from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
+from maestro_flux.model.precedence import choose
 
 
 def _jobspec_text(adapter: FluxAdapter, staged: StagedStep, script: str, fmt: str,

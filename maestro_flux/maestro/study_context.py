@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from maestro_flux.errors import TemplateError
+from maestro_flux.model.errors import TemplateError
 
 LOGGER = logging.getLogger(__name__)
 SPECROOT_ENV = "MAESTRO_FLUX_SPECROOT"

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from maestro_flux import flux_api
-from maestro_flux.errors import BrokerError, MaestroFluxError
-from maestro_flux.logs import log_once
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.model.errors import BrokerError, MaestroFluxError
+from maestro_flux.model.notices import log_once
 
 LOGGER = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from maestro_flux.logs import log_once
+from maestro_flux.model.notices import log_once
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 5.0

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maestro_flux.errors import StepError
-from maestro_flux.urgency import clamp, urgency_of
+from maestro_flux.model.errors import StepError
+from maestro_flux.model.urgency import clamp, urgency_of
 
 LAUNCHER_TOKEN = "$(LAUNCHER)"
 

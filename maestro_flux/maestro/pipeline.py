@@ -88,7 +88,7 @@ def _wrap(graph_class: type) -> None:
     check_completion = graph_class._check_study_completion
 
     def _execute_record(self: Any, record: Any, adapter: Any, restart: bool = False) -> None:
-        from maestro_flux.adapter import FluxAdapter
+        from maestro_flux.maestro.adapter import FluxAdapter
 
         if restart or self.dry_run or not isinstance(adapter, FluxAdapter):
             return execute_record(self, record, adapter, restart)

@@ -7,8 +7,10 @@ import importlib.metadata
 import logging
 import sys
 
-from maestro_flux import __version__, flux_api, registration
-from maestro_flux.errors import MaestroFluxError
+from maestro_flux import __version__
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.maestro import registration
+from maestro_flux.model.errors import MaestroFluxError
 
 
 def version_text() -> str:
@@ -33,20 +35,20 @@ def _remove_shim(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from maestro_flux.runner import run_study
+    from maestro_flux.cli.runner import run_study
 
     return run_study(args.spec, size=args.size, dry=args.dry, maestro_args=args.maestro_args,
                      dry_without_flux=args.dry_without_flux)
 
 
 def _render(args: argparse.Namespace) -> int:
-    from maestro_flux.render import render_study
+    from maestro_flux.cli.render import render_study
 
     return render_study(args.spec, step=args.step, fmt=args.format, full_env=args.full_env)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from maestro_flux.doctor import doctor
+    from maestro_flux.cli.doctor import doctor
 
     return doctor(args.spec)
 

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maestro_flux import flux_api, flux_options
-from maestro_flux.errors import TemplateError
-from maestro_flux.options import BatchOptions, Profile
-from maestro_flux.resources import step_options
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.model import option_table as flux_options
+from maestro_flux.model.batch_options import BatchOptions, Profile
+from maestro_flux.model.errors import TemplateError
+from maestro_flux.model.resources import step_options
 
 
 @dataclass(frozen=True)

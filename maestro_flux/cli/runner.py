@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from maestro_flux import flux_api
-from maestro_flux.errors import MaestroFluxError
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.model.errors import MaestroFluxError
 
 NO_FLUX = ("flux-core is not installed here (no 'flux' on PATH), so no broker can be "
            "started: install flux-core (your site's module, spack install flux-core, or "

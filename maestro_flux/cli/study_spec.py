@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from maestro_flux.errors import MaestroFluxError
-from maestro_flux.maestro_imports import import_maestro
+from maestro_flux.maestro.maestro_imports import import_maestro
+from maestro_flux.model.errors import MaestroFluxError
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from typing import Any
 
 import yaml
 
-from maestro_flux import flux_api, remote
-from maestro_flux import uri as uris
-from maestro_flux.broker import Broker
-from maestro_flux.errors import MaestroFluxError
-from maestro_flux.options import BatchOptions, parse_batch_block
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import remote
+from maestro_flux.broker import uri as uris
+from maestro_flux.broker.connection import Broker
+from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
+from maestro_flux.model.errors import MaestroFluxError
 
 ACCOUNTING_PLUGIN = "mf_priority"
 

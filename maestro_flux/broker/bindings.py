@@ -21,8 +21,8 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from maestro_flux.errors import BindingsMissing
-from maestro_flux.request import JobRequest
+from maestro_flux.model.errors import BindingsMissing
+from maestro_flux.model.request import JobRequest
 
 BINDINGS_ENV = "MAESTRO_FLUX_BINDINGS"
 LIST_ATTRS = ["state", "result", "waitstatus", "exception_occurred", "exception_type",

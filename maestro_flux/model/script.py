@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from maestro_flux import __version__
-from maestro_flux.request import JobRequest, flux_header
+from maestro_flux.model.request import JobRequest, flux_header
 
 #: The RFC 36 sentinel, matched as flux.job.directives matches it.
 DIRECTIVE = re.compile(r"^([^\w]*)((?:flux|FLUX):)(.*)$")

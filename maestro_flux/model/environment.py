@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from maestro_flux.errors import StepError
+from maestro_flux.model.errors import StepError
 
 #: Names kept out of jobs unless a rule lets them back in.
 DEFAULT_DENY = (

@@ -18,8 +18,8 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from maestro_flux.errors import TemplateError
-from maestro_flux.logs import log_once
+from maestro_flux.model.errors import TemplateError
+from maestro_flux.model.notices import log_once
 
 LOGGER = logging.getLogger(__name__)
 COMMAND_VARIABLE = "maestro_command"

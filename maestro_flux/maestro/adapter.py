@@ -17,21 +17,23 @@ from typing import Any
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
-from maestro_flux import flux_api, jobids, pipeline, templates
-from maestro_flux.broker import broker_for, moved_from
-from maestro_flux.environment import job_environment
-from maestro_flux.errors import BatchBlockError, MaestroFluxError, StepError
-from maestro_flux.logs import log_once
-from maestro_flux.maestro_imports import import_maestro
-from maestro_flux.options import BatchOptions, parse_batch_block
-from maestro_flux.precedence import StepChoice, choose, directive_options, effective_options
-from maestro_flux.request import JobRequest, job_request, launcher_command
-from maestro_flux.resources import StepResources, step_options, step_resources, wants_nested
-from maestro_flux.script import interpreter, render_script
-from maestro_flux.states import ACTIVE_STATE_MAP, RESULT_MAP
-from maestro_flux.study_context import resolve_template, step_parameters
-from maestro_flux.urgency import clamp
-from maestro_flux.uri import BrokerChoice, choose_broker
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker.connection import broker_for, moved_from
+from maestro_flux.broker.uri import BrokerChoice, choose_broker
+from maestro_flux.maestro import pipeline
+from maestro_flux.maestro.maestro_imports import import_maestro
+from maestro_flux.maestro.study_context import resolve_template, step_parameters
+from maestro_flux.model import jobids, templates
+from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
+from maestro_flux.model.environment import job_environment
+from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
+from maestro_flux.model.notices import log_once
+from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
+from maestro_flux.model.request import JobRequest, job_request, launcher_command
+from maestro_flux.model.resources import StepResources, step_options, step_resources, wants_nested
+from maestro_flux.model.script import interpreter, render_script
+from maestro_flux.model.states import ACTIVE_STATE_MAP, RESULT_MAP
+from maestro_flux.model.urgency import clamp
 
 LOGGER = logging.getLogger(__name__)
 CANCEL_REASON = "canceled by maestro cancel"
@@ -40,7 +42,7 @@ CANCEL_REASON = "canceled by maestro cancel"
 def _records() -> tuple[type, type]:
     """Maestro's record classes, imported late: importing maestrowf.interfaces
     scans every adapter module, this one included, so a top-level import would
-    be circular when maestro_flux.adapter is imported first."""
+    be circular when maestro_flux.maestro.adapter is imported first."""
     records = import_maestro("maestrowf.interfaces.script")
     return records.SubmissionRecord, records.CancellationRecord
 

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from maestro_flux import flux_api, remote
-from maestro_flux import uri as uris
-from maestro_flux.errors import BrokerError
-from maestro_flux.remote import DEFAULT_CONNECT_TIMEOUT
-from maestro_flux.states import JobStatus, status_from_listing
+from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import remote
+from maestro_flux.broker import uri as uris
+from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.model.errors import BrokerError
+from maestro_flux.model.states import JobStatus, status_from_listing
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -18,8 +18,8 @@ from typing import Any
 
 import jsonschema
 
-from maestro_flux import flux_options
-from maestro_flux.errors import BatchBlockError
+from maestro_flux.model import option_table as flux_options
+from maestro_flux.model.errors import BatchBlockError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class BatchOptions:
 @lru_cache(maxsize=1)
 def batch_schema() -> dict:
     """The JSON Schema of the batch block, shipped in the package."""
-    text = resources.files("maestro_flux").joinpath("schema/batch.schema.json").read_text()
+    text = resources.files("maestro_flux").joinpath("model/schema/batch.schema.json").read_text()
     return json.loads(text)
 
 

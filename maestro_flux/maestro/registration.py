@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from maestro_flux.errors import MaestroFluxError
+from maestro_flux.model.errors import MaestroFluxError
 
 SHIM_MODULE = "zz_maestro_flux"
 BUILTIN_KEY = "flux-builtin"
@@ -31,7 +31,7 @@ def register() -> type:
     from maestrowf.interfaces.script import fluxscriptadapter
 
     fluxscriptadapter.FluxScriptAdapter.key = BUILTIN_KEY
-    from maestro_flux.adapter import FluxAdapter
+    from maestro_flux.maestro.adapter import FluxAdapter
 
     return FluxAdapter
 
@@ -50,7 +50,7 @@ def shim_path() -> Path:
 
 def shim_source() -> str:
     """The shim module's text, as shipped in the package."""
-    return (Path(__file__).parent / "maestro_shim" / f"{SHIM_MODULE}.py").read_text()
+    return (Path(__file__).parent / "shim" / f"{SHIM_MODULE}.py").read_text()
 
 
 def mechanism() -> str:

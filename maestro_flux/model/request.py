@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from maestro_flux import flux_options
-from maestro_flux.errors import StepError
-from maestro_flux.options import ExtraArgs
-from maestro_flux.resources import StepResources
+from maestro_flux.model import option_table as flux_options
+from maestro_flux.model.batch_options import ExtraArgs
+from maestro_flux.model.errors import StepError
+from maestro_flux.model.resources import StepResources
 
 #: Job shell mustache tag for the id in plain ASCII f58, whatever the locale.
 ID_TAG = "{{id.f58plain}}"

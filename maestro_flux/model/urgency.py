@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maestro_flux.errors import StepError
+from maestro_flux.model.errors import StepError
 
 URGENCY_HOLD = 0
 URGENCY_DEFAULT = 16

@@ -7,7 +7,7 @@ maestro-flux's adapter under ``type: flux`` and moves Maestro's built-in flux
 adapter to ``type: flux-builtin``. The "zz_" name keeps it last in the scan.
 """
 
-from maestro_flux.registration import register
+from maestro_flux.maestro.registration import register
 
 FluxAdapter = register()
 del register
