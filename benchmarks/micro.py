@@ -19,7 +19,7 @@ from maestrowf.datastructures.core import StudyStep
 
 from benchmarks import counting
 from benchmarks.report import Row
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.broker import connection as broker_module
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model import jobids
@@ -38,11 +38,11 @@ class Context:
 
     @property
     def flux(self) -> Any:
-        return flux_api.bindings()
+        return bindings.bindings()
 
 
 def make_context(work: Path, real: bool) -> Context:
-    counting.install(flux_api.bindings())
+    counting.install(bindings.bindings())
     builtin = None
     if real:
         from maestrowf.interfaces import ScriptAdapterFactory

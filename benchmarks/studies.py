@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.report import Row
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.model import jobids
 
 STUDY = {
@@ -85,7 +85,7 @@ def _last_accepted(status: str) -> float | None:
            if row.get("Job ID", "--") not in ("--", "", "-1")}
     if not ids:
         return None
-    flux = flux_api.bindings()
+    flux = bindings.bindings()
     handle = flux.Flux()
     entries = flux.job.job_list(handle, max_entries=0, attrs=["t_submit"]).get_jobs()
     times = [entry["t_submit"] for entry in entries if entry["id"] in ids]

@@ -25,7 +25,7 @@ ROOT = TESTS.parent
 RECORDINGS = TESTS / "recordings"
 sys.path.insert(0, str(TESTS))
 
-from maestro_flux.broker import bindings as flux_api  # noqa: E402
+from maestro_flux.broker import bindings  # noqa: E402
 from maestro_flux.broker import connection as broker_module  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def _real_broker_missing() -> str | None:
     probe = subprocess.run([sys.executable, "-c", "import flux, flux.job"],
                            capture_output=True, text=True,
                            env={k: v for k, v in os.environ.items()
-                                if k != flux_api.BINDINGS_ENV})
+                                if k != bindings.BINDINGS_ENV})
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return f"no real Flux broker: the flux-python bindings do not import ({last})"
@@ -71,7 +71,7 @@ def _real_broker_missing() -> str | None:
 def _start(name: str, tmp: Path) -> FluxMode:
     uri_file = tmp / "uri"
     if name == "double":
-        env = {flux_api.BINDINGS_ENV: "fluxdouble",
+        env = {bindings.BINDINGS_ENV: "fluxdouble",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS),
                                                            os.environ.get("PYTHONPATH")]))}
         cmd = [sys.executable, "-m", "fluxdouble", "--test-size=2", f"--rundir={tmp}",
@@ -82,7 +82,7 @@ def _start(name: str, tmp: Path) -> FluxMode:
         cmd = ["flux", "start", "--test-size=2", "sh", "-c",
                f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
         popen_env = {k: v for k, v in os.environ.items()
-                     if k not in (flux_api.BINDINGS_ENV, "FLUX_URI")}
+                     if k not in (bindings.BINDINGS_ENV, "FLUX_URI")}
     proc = subprocess.Popen(cmd, env=popen_env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = _wait_for_file(uri_file, proc)
@@ -115,13 +115,13 @@ def flux_session(request):
 @pytest.fixture
 def flux_mode(flux_session, monkeypatch):
     """The session's broker, with this process pointed at it and no stale connections."""
-    monkeypatch.delenv(flux_api.BINDINGS_ENV, raising=False)
+    monkeypatch.delenv(bindings.BINDINGS_ENV, raising=False)
     for key, value in flux_session.env.items():
         monkeypatch.setenv(key, value)
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker_module.forget_brokers()
     yield flux_session
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker_module.forget_brokers()
 
 

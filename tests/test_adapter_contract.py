@@ -9,7 +9,7 @@ import pytest
 from helpers import make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings, listing
 from maestro_flux.maestro.adapter import FluxAdapter
 
 ASCII_F58 = re.compile(r"^f[1-9A-HJ-NP-Za-km-z]+$")
@@ -56,7 +56,7 @@ def test_output_lands_in_the_workspace_named_by_job_id(adapter, tmp_path):
 def test_check_jobs_answers_for_every_id_form_with_the_same_keys(adapter, tmp_path):
     jobid, _ = write_and_submit(adapter, make_step(), tmp_path)
     wait_for(adapter, jobid)
-    number = flux_api.parse_jobid(jobid)
+    number = bindings.parse_jobid(jobid)
     forms = [jobid, str(number), hex(number), "\u0192" + jobid[1:]]
     code, states = adapter.check_jobs(forms)
     assert code == JobStatusCode.OK
@@ -73,8 +73,8 @@ def test_check_jobs_sends_one_request_for_many_ids(adapter, tmp_path, monkeypatc
     ids = [write_and_submit(adapter, make_step(name=f"s{i}", cmd="true"), tmp_path / str(i))[0]
            for i in range(20)]
     calls = []
-    real_list = flux_api.list_jobs
-    monkeypatch.setattr(flux_api, "list_jobs",
+    real_list = listing.list_jobs
+    monkeypatch.setattr(listing, "list_jobs",
                         lambda h, since=0.0: calls.append(since) or real_list(h, since))
     code, states = adapter.check_jobs(ids)
     assert code == JobStatusCode.OK and set(states) == set(ids)
@@ -111,7 +111,7 @@ def test_cancel_is_idempotent_on_finished_jobs_and_empty_lists(adapter, tmp_path
 def test_cancel_accepts_every_id_form(adapter, tmp_path):
     ids = [write_and_submit(adapter, make_step(name=f"h{i}", cmd="true", priority="held"),
                             tmp_path / str(i))[0] for i in range(4)]
-    numbers = [flux_api.parse_jobid(jobid) for jobid in ids]
+    numbers = [bindings.parse_jobid(jobid) for jobid in ids]
     forms = [ids[0], str(numbers[1]), hex(numbers[2]), "\u0192" + ids[3][1:]]
     record = adapter.cancel_jobs(forms)
     assert record.cancel_status == CancelCode.OK
@@ -165,7 +165,7 @@ def test_an_unreachable_broker_never_raises_into_the_conductor(tmp_path, caplog,
 
 def test_connection_is_reopened_once_when_lost(adapter, tmp_path, monkeypatch):
     jobid, _ = write_and_submit(adapter, make_step(cmd="true"), tmp_path)
-    real_list = flux_api.list_jobs
+    real_list = listing.list_jobs
     failures = [OSError(errno.ECONNRESET, "Connection reset by peer")]
 
     def flaky(handle, since=0.0):
@@ -174,8 +174,8 @@ def test_connection_is_reopened_once_when_lost(adapter, tmp_path, monkeypatch):
         return real_list(handle, since)
 
     connects = []
-    real_connect = flux_api.connect
-    monkeypatch.setattr(flux_api, "list_jobs", flaky)
-    monkeypatch.setattr(flux_api, "connect", lambda uri: connects.append(uri) or real_connect(uri))
+    real_connect = bindings.connect
+    monkeypatch.setattr(listing, "list_jobs", flaky)
+    monkeypatch.setattr(bindings, "connect", lambda uri: connects.append(uri) or real_connect(uri))
     assert wait_for(adapter, jobid) == State.FINISHED
     assert len(connects) == 1

@@ -21,7 +21,7 @@ import pytest
 from conftest import RECORDINGS
 from helpers import make_step
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.maestro.adapter import FluxAdapter
 
 RECORDING = RECORDINGS / "batch-options.json"
@@ -86,7 +86,7 @@ def built(name: str, tmp_path) -> tuple[dict, str]:
 
 
 def dry_run(script: str, cwd) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != flux_api.BINDINGS_ENV}
+    env = {k: v for k, v in os.environ.items() if k != bindings.BINDINGS_ENV}
     done = subprocess.run(["flux", "batch", "--dry-run", script], capture_output=True,
                           text=True, cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr

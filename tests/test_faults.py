@@ -18,7 +18,7 @@ from helpers import make_step, wait_for
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State
 from test_studies_end_to_end import maestro, state_of, study_env
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings, listing
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model.states import STATE_NAMES
 
@@ -149,15 +149,15 @@ def test_cancel_while_submissions_are_in_flight_leaves_no_job_behind(
                what="the first submission")
     assert maestro(["cancel", "-y", str(outdir)], study_env(flux_mode), tmp_path).returncode == 0
     wait_until(lambda: not conductor_alive(outdir), timeout=180, what="the conductor to stop")
-    handle = flux_api.connect(private_broker.uri)
+    handle = bindings.connect(private_broker.uri)
 
     def active() -> list:
-        return [j for j in flux_api.list_jobs(handle) if STATE_NAMES[j["state"]] != "INACTIVE"]
+        return [j for j in listing.list_jobs(handle) if STATE_NAMES[j["state"]] != "INACTIVE"]
 
     wait_until(lambda: not active(), timeout=60, what="every job to end")
     final = rows(outdir)
     submitted = {row["Job ID"] for row in final.values() if row["Job ID"] not in ("", "--")}
-    ended = {j["id"] for j in flux_api.list_jobs(handle)}
+    ended = {j["id"] for j in listing.list_jobs(handle)}
     assert len(ended) == len(submitted)  # every job the broker got is one Maestro recorded
     assert {row["State"] for row in final.values()} <= {"CANCELLED", "INITIALIZED"}
 

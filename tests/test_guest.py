@@ -14,7 +14,7 @@ import pytest
 from conftest import RECORDINGS, TESTS
 from helpers import make_step, write_and_submit
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.broker import connection as broker
 from maestro_flux.maestro.adapter import FluxAdapter
 
@@ -27,21 +27,21 @@ def guest_broker(tmp_path, monkeypatch):
                              f"--owner={os.getuid() + 1}"], env=env, stdout=subprocess.PIPE,
                             text=True)
     uri = proc.stdout.readline().strip()
-    monkeypatch.setenv(flux_api.BINDINGS_ENV, "fluxdouble")
+    monkeypatch.setenv(bindings.BINDINGS_ENV, "fluxdouble")
     monkeypatch.setenv("FLUX_URI", uri)
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker.forget_brokers()
     yield uri
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker.forget_brokers()
 
 
 def test_double_refuses_guests_as_the_recorded_broker_did(guest_broker, tmp_path):
     recorded = json.loads((RECORDINGS / "guest_submit.json").read_text())
-    flux = flux_api.bindings()
-    handle = flux_api.connect(guest_broker)
+    flux = bindings.bindings()
+    handle = bindings.connect(guest_broker)
     js = flux.job.JobspecV1.from_command(["true"])
     js.cwd = str(tmp_path)
     for case, kwargs in (("urgency_17", {"urgency": 17}), ("urgency_31", {"urgency": 31}),
@@ -55,10 +55,10 @@ def test_adapter_clamps_a_guests_expedited_step_to_16(guest_broker, tmp_path):
     adapter = FluxAdapter(type="flux")
     step = make_step(cmd="true", priority="expedited", waitable=True)
     jobid, _ = write_and_submit(adapter, step, tmp_path)
-    handle = flux_api.connect(guest_broker)
-    number = flux_api.parse_jobid(jobid)
+    handle = bindings.connect(guest_broker)
+    number = bindings.parse_jobid(jobid)
     for _ in range(50):
-        entries = flux_api.bindings().job.job_list(handle, attrs=["urgency"]).get_jobs()
+        entries = bindings.bindings().job.job_list(handle, attrs=["urgency"]).get_jobs()
         found = [e for e in entries if e["id"] == number]
         if found:
             break

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from helpers import make_step
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings, directives
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.resources import walltime_seconds
@@ -34,7 +34,7 @@ SHAPES = {
 def read_header(script: str) -> argparse.Namespace:
     """The header's options, read with flux's directive parser and our option table."""
     found = {}
-    for _, args in flux_api.parse_directives(script):
+    for _, args in directives.parse_directives(script):
         flux_options.merge_into(found, flux_options.from_args(args))
     names = {name.replace("-", "_"): found.get(name) for name in flux_options.OPTIONS}
     names["cores_per_slot"] = names["cores_per_slot"] or 1
@@ -43,7 +43,7 @@ def read_header(script: str) -> argparse.Namespace:
 
 def resources_from_header(script: str):
     opts = read_header(script)
-    js = flux_api.bindings().job.JobspecV1.from_batch_command(
+    js = bindings.bindings().job.JobspecV1.from_batch_command(
         script, opts.job_name, num_slots=opts.nslots, cores_per_slot=opts.cores_per_slot,
         gpus_per_slot=opts.gpus_per_slot, num_nodes=opts.nodes, exclusive=opts.exclusive)
     return json.loads(js.dumps())["resources"], opts
@@ -80,7 +80,7 @@ def test_flux_batch_asks_for_the_same_resources(flux_mode, tmp_path, shape):
         pytest.skip("needs the real 'flux batch --dry-run'")
     adapter = FluxAdapter(type="flux")
     _, script, jobspec, _ = written(adapter, shape, tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != flux_api.BINDINGS_ENV}
+    env = {k: v for k, v in os.environ.items() if k != bindings.BINDINGS_ENV}
     dry = subprocess.run(["flux", "batch", "--dry-run", script], capture_output=True,
                          text=True, cwd=tmp_path, env=env, check=True)
     by_hand = json.loads(dry.stdout)

@@ -276,14 +276,14 @@ def test_failure_reason_is_one_line():
 
 
 def test_adapter_construction_opens_no_connection(monkeypatch):
-    from maestro_flux.broker import bindings as flux_api
+    from maestro_flux.broker import bindings
     from maestro_flux.maestro.adapter import FluxAdapter
 
     def refuse(uri):
         raise AssertionError("construction must not connect")
 
-    monkeypatch.setattr(flux_api, "connect", refuse)
-    monkeypatch.setattr(flux_api, "bindings", refuse)
+    monkeypatch.setattr(bindings, "connect", refuse)
+    monkeypatch.setattr(bindings, "bindings", refuse)
     for _ in range(3):
         FluxAdapter(type="flux", flux_uri="local:///x/local-0", queue="q")
 

@@ -1,6 +1,6 @@
 """The bindings (real or double) answer as the recorded flux-core 0.88 broker did.
 
-Each test drives ``flux_api.bindings()``, which is ``flux`` in real mode and
+Each test drives ``bindings.bindings()``, which is ``flux`` in real mode and
 ``fluxdouble`` in double mode, through the situations in
 shared/flux-0.88-recordings and compares the answers with the recording.
 """
@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import RECORDINGS
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings, listing, submit
 from maestro_flux.model.jobids import canonical, f58_encode, parse_jobid
 from maestro_flux.model.states import status_from_listing
 
@@ -33,7 +33,7 @@ def spec(flux, command, cwd, **kwargs):
 def wait_inactive(flux, handle, ids, timeout=60):
     end = time.time() + timeout
     while time.time() < end:
-        jobs = {e["id"]: e for e in flux_api.list_jobs(handle)}
+        jobs = {e["id"]: e for e in listing.list_jobs(handle)}
         if all(jobs.get(i, {}).get("state") == 64 for i in ids):
             return jobs
         time.sleep(0.1)
@@ -57,16 +57,16 @@ def outcomes(flux_session, tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update(flux_session.env)
     if flux_session.real:
-        os.environ.pop(flux_api.BINDINGS_ENV, None)
-    flux_api.bindings.cache_clear()
+        os.environ.pop(bindings.BINDINGS_ENV, None)
+    bindings.bindings.cache_clear()
     try:
-        flux = flux_api.bindings()
-        handle = flux_api.connect(flux_session.uri)
+        flux = bindings.bindings()
+        handle = bindings.connect(flux_session.uri)
         work = tmp_path_factory.mktemp("outcomes")
         ids = {}
         for name, (command, kwargs) in OUTCOMES.items():
             urgency = 0 if name == "canceled_pending" else 16
-            ids[name] = flux_api.submit(handle, spec(flux, command, work, **kwargs), urgency)
+            ids[name] = submit.submit(handle, spec(flux, command, work, **kwargs), urgency)
         time.sleep(1.5)
         flux.job.cancel(handle, ids["canceled_running"], "stopped by test")
         flux.job.cancel(handle, ids["canceled_pending"])
@@ -75,7 +75,7 @@ def outcomes(flux_session, tmp_path_factory):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        flux_api.bindings.cache_clear()
+        bindings.bindings.cache_clear()
 
 
 @pytest.mark.parametrize("outcome", sorted(OUTCOMES))
@@ -124,31 +124,31 @@ def test_errors_for_inactive_and_unknown_jobs_match_recording(outcomes, case, ca
 def test_connection_errors_match_recording(flux_mode, case, uri):
     recorded = recording("errors")[case]["error"]
     with pytest.raises(OSError) as info:
-        flux_api.connect(uri)
+        bindings.connect(uri)
     assert type(info.value).__name__ == recorded["type"]
     assert str(info.value) == recorded["str"]
 
 
 def test_submit_refusals_match_recording(flux_mode, tmp_path):
-    flux = flux_api.bindings()
-    handle = flux_api.connect(flux_mode.uri)
+    flux = bindings.bindings()
+    handle = bindings.connect(flux_mode.uri)
     errors = recording("errors")
     queued = spec(flux, ["true"], tmp_path)
     queued.queue = "no-such-queue"
     for case, jobspec, urgency in (("submit_unknown_queue", queued, 16),
                                    ("submit_urgency_32", spec(flux, ["true"], tmp_path), 32)):
         with pytest.raises(OSError) as info:
-            flux_api.submit(handle, jobspec, urgency)
+            submit.submit(handle, jobspec, urgency)
         assert str(info.value) == errors[case]["error"]["str"], case
     with pytest.raises(ValueError, match=errors["jobspec_client_side_invalid"]["error"]["str"]):
         spec(flux, ["true"], tmp_path, num_tasks=1, num_nodes=64)
 
 
 def test_unsatisfiable_request_is_accepted_then_fails_with_alloc_exception(flux_mode, tmp_path):
-    flux = flux_api.bindings()
-    handle = flux_api.connect(flux_mode.uri)
+    flux = bindings.bindings()
+    handle = bindings.connect(flux_mode.uri)
     recorded = recording("errors")["submit_unsatisfiable"]["after_2s"]
-    jobid = flux_api.submit(handle, spec(flux, ["true"], tmp_path, num_tasks=64, num_nodes=64), 16)
+    jobid = submit.submit(handle, spec(flux, ["true"], tmp_path, num_tasks=64, num_nodes=64), 16)
     status = status_from_listing(wait_inactive(flux, handle, [jobid])[jobid])
     assert (status.state, status.result, status.returncode) == (
         recorded["state"], recorded["result"], recorded["returncode"])
@@ -157,7 +157,7 @@ def test_unsatisfiable_request_is_accepted_then_fails_with_alloc_exception(flux_
 
 
 def test_jobspec_factories_build_the_recorded_jobspecs(flux_mode):
-    JobspecV1 = flux_api.bindings().job.JobspecV1
+    JobspecV1 = bindings.bindings().job.JobspecV1
     built = {
         "from_command_1task": JobspecV1.from_command(["/bin/true"]),
         "from_command_4tasks_2nodes_c2": JobspecV1.from_command(
@@ -187,16 +187,16 @@ def test_job_id_forms_parse_as_recorded(flux_mode):
     number = forms["int"]
     for form in ("dec", "hex", "dothex", "kvs", "f58", "f58plain"):
         assert parse_jobid(forms[form]) == number, form
-        assert int(flux_api.bindings().job.JobID(forms[form])) == number, form
+        assert int(bindings.bindings().job.JobID(forms[form])) == number, form
     assert f58_encode(number, "\u0192") == forms["f58"]
     assert canonical(forms["f58"]) == forms["f58plain"]
     garbage = recording("errors")["jobid_parse_garbage"]["error"]["str"]
     with pytest.raises(ValueError, match=garbage):
-        flux_api.bindings().job.JobID("not-a-job")
+        bindings.bindings().job.JobID("not-a-job")
 
 
 def test_words_form_parses_with_real_bindings(flux_mode):
     if not flux_mode.real:
         pytest.skip("the double does not carry flux-core's mnemonic word list")
     forms = recording("jobid_forms")
-    assert parse_jobid(forms["words"], fallback=flux_api.parse_jobid) == forms["int"]
+    assert parse_jobid(forms["words"], fallback=bindings.parse_jobid) == forms["int"]

@@ -1,6 +1,6 @@
 """Reaching the right broker: URI resolution, ssh://, timeouts, broker loss.
 
-Resolver policy tests stub ``flux_api.resolve_uri`` (the bindings boundary);
+Resolver policy tests stub ``bindings.resolve_uri`` (the bindings boundary);
 the ``flux_mode`` tests run Flux's resolver and ssh connector (or the double's
 copies of them) for real, with a stand-in ``ssh`` that runs the remote command
 on this host, so they need no sshd.
@@ -18,9 +18,8 @@ import pytest
 from helpers import make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import JobStatusCode, State, SubmissionCode
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings, remote
 from maestro_flux.broker import connection as broker_module
-from maestro_flux.broker import remote
 from maestro_flux.broker import uri as uris
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model.errors import BrokerError
@@ -78,7 +77,7 @@ def test_what_needs_resolving(uri, scheme, resolve):
 def test_resolution_happens_once_per_process_and_never_at_construction(flux_mode, monkeypatch,
                                                                         tmp_path):
     calls = []
-    monkeypatch.setattr(flux_api, "resolve_uri", lambda u: calls.append(u) or flux_mode.uri)
+    monkeypatch.setattr(bindings, "resolve_uri", lambda u: calls.append(u) or flux_mode.uri)
     for _ in range(3):
         FluxAdapter(type="flux", flux_uri="slurm:1234")
     assert calls == []
@@ -102,7 +101,7 @@ def test_resolver_failures_are_one_line_naming_the_uri_and_what_to_check(monkeyp
                                                                          error, words):
     def fail(_):
         raise error
-    monkeypatch.setattr(flux_api, "resolve_uri", fail)
+    monkeypatch.setattr(bindings, "resolve_uri", fail)
     with pytest.raises(BrokerError) as caught:
         uris.resolve(uri)
     message = str(caught.value)
@@ -118,7 +117,7 @@ def test_a_failed_resolution_is_retried_next_cycle_not_cached(monkeypatch, flux_
         if isinstance(answer, Exception):
             raise answer
         return answer
-    monkeypatch.setattr(flux_api, "resolve_uri", resolver)
+    monkeypatch.setattr(bindings, "resolve_uri", resolver)
     adapter = FluxAdapter(type="flux", flux_uri="jobid:f1")
     assert adapter.check_jobs(["f1111111"])[1] == {"f1111111": State.NOTFOUND}
     assert adapter.check_jobs(["f1111111"])[1] == {"f1111111": State.UNKNOWN}
@@ -128,7 +127,7 @@ def test_schemes_without_a_python_plugin_fall_back_to_the_flux_uri_command(monke
                                                                            tmp_path):
     def no_plugin(_):
         raise NotImplementedError("No plugin for URI scheme pbs")
-    monkeypatch.setattr(flux_api, "resolve_uri", no_plugin)
+    monkeypatch.setattr(bindings, "resolve_uri", no_plugin)
     fake = tmp_path / "bin" / "flux"
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\n[ "$1" = uri ] && echo "ssh://node7/tmp/flux-1/local-0"\n')
@@ -142,7 +141,7 @@ def test_schemes_without_a_python_plugin_fall_back_to_the_flux_uri_command(monke
 def test_resolved_text_is_stripped_and_this_hosts_ssh_uri_becomes_local(monkeypatch, tmp_path):
     here = tmp_path / "local-0"
     here.touch()
-    monkeypatch.setattr(flux_api, "resolve_uri", lambda u: f"ssh://{HOST}{here}\n")
+    monkeypatch.setattr(bindings, "resolve_uri", lambda u: f"ssh://{HOST}{here}\n")
     assert uris.resolve("lsf:9").uri == f"local://{here}"
     assert uris.prefer_local(f"ssh://elsewhere{here}") == f"ssh://elsewhere{here}"
     assert uris.prefer_local(f"ssh://{HOST}/no/such/socket") == f"ssh://{HOST}/no/such/socket"
@@ -215,7 +214,7 @@ def _wait_for_uri(jobid: str, timeout: float = 60) -> str:
     end = time.time() + timeout
     while True:
         try:
-            return flux_api.resolve_uri(f"jobid:{jobid}")
+            return bindings.resolve_uri(f"jobid:{jobid}")
         except ValueError:
             if time.time() > end:
                 raise

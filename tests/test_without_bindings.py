@@ -10,19 +10,19 @@ import pytest
 from helpers import make_step
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.broker import connection as broker
 from maestro_flux.maestro.adapter import FluxAdapter
 
 
 @pytest.fixture
 def no_bindings(monkeypatch):
-    monkeypatch.setenv(flux_api.BINDINGS_ENV, "no_such_flux_bindings")
+    monkeypatch.setenv(bindings.BINDINGS_ENV, "no_such_flux_bindings")
     monkeypatch.setenv("FLUX_URI", "local:///nowhere/local-0")
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker.forget_brokers()
     yield
-    flux_api.bindings.cache_clear()
+    bindings.bindings.cache_clear()
     broker.forget_brokers()
 
 

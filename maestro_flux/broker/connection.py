@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from maestro_flux.broker import bindings as flux_api
-from maestro_flux.broker import remote
+from maestro_flux.broker import bindings, cancel, listing, remote, submit
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.model.errors import BrokerError
@@ -80,7 +79,7 @@ class Broker:
             LOGGER.info("maestro-flux: connecting to %s (timeout %gs)", where, self.timeout)
         try:
             with remote.connect_environment(target, self.timeout):
-                return flux_api.connect(target)
+                return bindings.connect(target)
         except OSError as err:
             reason = uris.one_line(err.strerror or err).removeprefix("Unable to connect to Flux: ")
             hint = remote.unreachable_hint(target or "", reason, self.timeout)
@@ -120,7 +119,7 @@ class Broker:
     def is_guest(self) -> bool:
         """True if we are not the instance owner, so urgency > 16 and waitable are refused."""
         if self._guest is None:
-            owner = self.call(lambda h: flux_api.attr(h, "security.owner"))
+            owner = self.call(lambda h: bindings.attr(h, "security.owner"))
             self._guest = int(owner) != os.getuid()
             if self._guest:
                 LOGGER.info("maestro-flux: submitting to %s as a guest: urgency is capped at 16",
@@ -129,7 +128,7 @@ class Broker:
 
     def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
         """Submit a jobspec; returns the integer job id."""
-        future = self.call(lambda h: flux_api.submit_nowait(h, jobspec, urgency, flags))
+        future = self.call(lambda h: submit.submit_async(h, jobspec, urgency, flags))
         return self.submitted_id(future)
 
     def submit_nowait(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
@@ -137,11 +136,11 @@ class Broker:
 
         Not retried on a lost connection: the caller falls back to ``submit``.
         """
-        return flux_api.submit_nowait(self.handle(), jobspec, urgency, flags)
+        return submit.submit_async(self.handle(), jobspec, urgency, flags)
 
     def submitted_id(self, future: Any) -> int:
         """The id of a sent job (waits for the answer); remembered as this broker's."""
-        jobid = flux_api.submitted_id(future)
+        jobid = submit.submit_get_id(future)
         SUBMITTED_TO[jobid] = self.uri
         return jobid
 
@@ -162,7 +161,7 @@ class Broker:
     def _poll(self, last: float | None) -> dict[int, JobStatus]:
         started = time.time()
         since = max(0.0, last - POLL_SLACK) if last is not None else 0.0
-        entries = self.call(lambda h: flux_api.list_jobs(h, since))
+        entries = self.call(lambda h: listing.list_jobs(h, since))
         self._last_poll = started
         found = {}
         for entry in entries:
@@ -176,7 +175,7 @@ class Broker:
         """Cancel all ids in one pass; jobid -> error (None when canceled)."""
         jobids = list(jobids)
         self.cancel_requested.update(jobids)
-        return self.call(lambda h: flux_api.cancel_all(h, jobids, reason))
+        return self.call(lambda h: cancel.cancel_all(h, jobids, reason))
 
 
 _BROKERS: dict[str | None, Broker] = {}

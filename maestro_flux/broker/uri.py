@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.model.errors import BrokerError, MaestroFluxError
 from maestro_flux.model.notices import log_once
 
@@ -144,7 +144,7 @@ def resolve(uri: str) -> Resolution:
     LOGGER.info("maestro-flux: resolving %s", uri)
     try:
         try:
-            target, how = flux_api.resolve_uri(uri), "flux-python's resolver"
+            target, how = bindings.resolve_uri(uri), "flux-python's resolver"
         except NotImplementedError:
             target, how = _with_command(uri), "the flux uri command"
     except MaestroFluxError:

@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from maestro_flux.broker import bindings as flux_api
-from maestro_flux.broker import remote
+from maestro_flux.broker import bindings, remote
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.connection import Broker
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
@@ -63,11 +62,11 @@ def _spec_options(path: str | None, report: Report) -> BatchOptions | None:
 
 def _bindings(report: Report) -> bool:
     try:
-        module = flux_api.bindings()
+        module = bindings.bindings()
     except MaestroFluxError as err:
         report.line("FAIL", "bindings", str(err))
         return False
-    version = flux_api.bindings_version() or "unknown version"
+    version = bindings.bindings_version() or "unknown version"
     report.facts["bindings"] = version
     report.line("ok", "bindings", f"{module.__name__} {version} imports ({module.__file__})")
     return True
@@ -102,7 +101,7 @@ def _connect(options: BatchOptions, report: Report) -> Broker | None:
 def _instance(broker: Broker, report: Report) -> tuple[list[str], bool]:
     """Version, level, size; returns (queues, flux-accounting loaded)."""
     def attr(name: str) -> str:
-        return broker.call(lambda h: flux_api.attr(h, name))
+        return broker.call(lambda h: bindings.attr(h, name))
 
     version = attr("version")
     client = report.facts.get("bindings", "")
@@ -110,8 +109,8 @@ def _instance(broker: Broker, report: Report) -> tuple[list[str], bool]:
     report.line("ok" if same else "warn", "version",
                 f"broker {version}, bindings {client}" + ("" if same else
                 f": install flux-python=={version} to match the broker"))
-    queues = sorted(broker.call(flux_api.config).get("queues") or {})
-    plugins = broker.call(flux_api.jobtap_plugins)
+    queues = sorted(broker.call(bindings.config).get("queues") or {})
+    plugins = broker.call(bindings.jobtap_plugins)
     accounting = any(ACCOUNTING_PLUGIN in name for name in plugins)
     role = "guest (urgency capped at 16)" if broker.is_guest() else "owner"
     report.line("ok", "instance", f"level {attr('instance-level')}, size {attr('size')} "

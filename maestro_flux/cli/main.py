@@ -8,7 +8,7 @@ import logging
 import sys
 
 from maestro_flux import __version__
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.maestro import registration
 from maestro_flux.model.errors import MaestroFluxError
 
@@ -16,10 +16,10 @@ from maestro_flux.model.errors import MaestroFluxError
 def version_text() -> str:
     """Package, maestrowf and flux-python versions, and how Maestro finds us."""
     maestro = importlib.metadata.version("maestrowf")
-    bindings = flux_api.bindings_version() or "not installed"
+    flux_python = bindings.bindings_version() or "not installed"
     return (f"maestro-flux {__version__}\n"
             f"maestrowf {maestro}\n"
-            f"flux-python {bindings}\n"
+            f"flux-python {flux_python}\n"
             f"mechanism: {registration.mechanism()}")
 
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.study_context import SPECROOT_ENV
@@ -29,7 +29,7 @@ from maestro_flux.model.precedence import choose
 def _jobspec_text(adapter: FluxAdapter, staged: StagedStep, script: str, fmt: str,
                   full_env: bool) -> str:
     jobspec, urgency, flags = adapter.build_jobspec(staged.step, script, staged.workspace)
-    document = json.loads(flux_api.jobspec_json(jobspec))
+    document = json.loads(jobspecs.jobspec_json(jobspec))
     system = document["attributes"]["system"]
     if not full_env and "environment" in system:
         names = len(system["environment"])

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
 from maestro_flux.model.errors import MaestroFluxError
 
 NO_FLUX = ("flux-core is not installed here (no 'flux' on PATH), so no broker can be "
@@ -57,7 +57,7 @@ def _reachable_broker() -> str | None:
     """A description of the broker already reachable from here, if any."""
     uri = os.environ.get("FLUX_URI")
     try:
-        flux_api.connect(uri)
+        bindings.connect(uri)
     except (OSError, MaestroFluxError):
         return None
     return uri or "the system instance"
@@ -89,7 +89,7 @@ def run_study(spec: str, size: int = 1, dry: bool = False,
             return 2
         _say("so this is a DRY RUN: every step's script is written, nothing is submitted")
         return _dry_run(_maestro(spec, extra, dry=True))
-    flux_api.bindings()  # fail with install advice before starting anything
+    bindings.bindings()  # fail with install advice before starting anything
     _say(f"starting a private Flux instance of {size} broker(s): flux start --test-size={size}")
     status = subprocess.call(["flux", "start", f"--test-size={size}", *command])
     _say(f"private instance shut down; study exit status {status}")

@@ -17,8 +17,10 @@ from typing import Any
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
-from maestro_flux.broker import bindings as flux_api
+from maestro_flux.broker import bindings
+from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.broker.connection import broker_for, moved_from
+from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
 from maestro_flux.maestro import pipeline
 from maestro_flux.maestro.maestro_imports import import_maestro
@@ -135,7 +137,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         choice = choose(self._options, step.name)
         path = resolve_template(choice.template, workspace) if choice.template else None
         draft = self._render(path, step, workspace, choice, step.run["cmd"])
-        directives = directive_options(draft[1], path) if draft else {}
+        directives = (directive_options(template_directives(draft[1], path), path)
+                      if draft else {})
         options = effective_options(directives, self._options, choice, step.run)
         res = self._resources(options, step.run, choice)
         run = {**step.run, "nodes": res.nodes, "procs": res.tasks}
@@ -222,7 +225,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         with open(path) as handle:
             script_text = handle.read()
         shell = interpreter(script_text, self._exec)
-        jobspec = flux_api.build_jobspec(request, script_text, path, shell, environment)
+        jobspec = jobspecs.build_jobspec(request, script_text, path, shell, environment)
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
@@ -309,7 +312,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         parsed, states = {}, {}
         for jobid in joblist:
             try:
-                parsed[jobid] = jobids.parse_jobid(jobid, fallback=flux_api.parse_jobid)
+                parsed[jobid] = jobids.parse_jobid(jobid, fallback=bindings.parse_jobid)
             except (ValueError, MaestroFluxError):
                 LOGGER.error("maestro-flux: %r is not a Flux job id; step marked UNKNOWN", jobid)
                 states[jobid] = State.UNKNOWN

@@ -14,11 +14,10 @@ the flux CLI's own options override a script's directives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maestro_flux.broker import bindings as flux_api
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.batch_options import BatchOptions, Profile
 from maestro_flux.model.errors import TemplateError
@@ -46,17 +45,14 @@ def choose(options: BatchOptions, step_name: str) -> StepChoice:
     return StepChoice(profile, template, nested)
 
 
-def directive_options(script: str, source: str) -> dict[str, Any]:
+def directive_options(directives: Iterable[tuple[int, list[str]]],
+                      source: str) -> dict[str, Any]:
     """The options a rendered script's ``#flux:`` directives ask for, in order.
 
     Args:
-        script: the rendered template.
+        directives: ``(line, arguments)`` of each directive (broker.directives reads them).
         source: the template's path, for error messages.
     """
-    try:
-        directives = flux_api.parse_directives(script)
-    except ValueError as err:
-        raise TemplateError(f"template {source}: {err}") from None
     found: dict[str, Any] = {}
     for lineno, args in directives:
         try:
