@@ -26,7 +26,7 @@ RECORDINGS = TESTS / "recordings"
 sys.path.insert(0, str(TESTS))
 
 from maestro_flux.broker import bindings  # noqa: E402
-from maestro_flux.broker import connection as broker_module  # noqa: E402
+from maestro_flux.maestro.study_state import STUDIES  # noqa: E402
 
 
 @dataclass
@@ -119,10 +119,23 @@ def flux_mode(flux_session, monkeypatch):
     for key, value in flux_session.env.items():
         monkeypatch.setenv(key, value)
     bindings.bindings.cache_clear()
-    broker_module.forget_brokers()
+    STUDIES.clear()
     yield flux_session
     bindings.bindings.cache_clear()
-    broker_module.forget_brokers()
+    STUDIES.clear()
+
+
+BROKER_FIXTURES = {"flux_mode", "flux_session"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test unit or contract by whether it takes a broker (an explicit
+    mark, e2e for whole studies, wins)."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("unit", "contract", "e2e")):
+            continue
+        taken = BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.contract if taken else pytest.mark.unit)
 
 
 def pytest_report_header(config):

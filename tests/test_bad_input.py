@@ -11,8 +11,8 @@ from helpers import make_step
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maestro_flux.broker import connection as broker_module
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_state import StudyState
 from maestro_flux.model.batch_options import batch_schema, parse_batch_block
 from maestro_flux.model.errors import BatchBlockError
 from maestro_flux.model.option_table import OPTIONS, SUBMIT_ONLY
@@ -87,8 +87,7 @@ def no_broker(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("bad input reached the broker")
 
-    monkeypatch.setattr(broker_module, "broker_for", refuse)
-    monkeypatch.setattr("maestro_flux.maestro.adapter.broker_for", refuse)
+    monkeypatch.setattr(StudyState, "broker", refuse)
 
 
 @settings(max_examples=200, deadline=None,

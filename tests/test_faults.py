@@ -22,6 +22,7 @@ from maestro_flux.broker import bindings, listing
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model.states import STATE_NAMES
 
+pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def private_broker(flux_mode, tmp_path):

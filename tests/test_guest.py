@@ -15,8 +15,8 @@ from conftest import RECORDINGS, TESTS
 from helpers import make_step, write_and_submit
 
 from maestro_flux.broker import bindings
-from maestro_flux.broker import connection as broker
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_state import STUDIES
 
 
 @pytest.fixture
@@ -30,12 +30,12 @@ def guest_broker(tmp_path, monkeypatch):
     monkeypatch.setenv(bindings.BINDINGS_ENV, "fluxdouble")
     monkeypatch.setenv("FLUX_URI", uri)
     bindings.bindings.cache_clear()
-    broker.forget_brokers()
+    STUDIES.clear()
     yield uri
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     bindings.bindings.cache_clear()
-    broker.forget_brokers()
+    STUDIES.clear()
 
 
 def test_double_refuses_guests_as_the_recorded_broker_did(guest_broker, tmp_path):

@@ -14,7 +14,13 @@ from maestro_flux.model.jobids import canonical, f58_encode, parse_jobid
 from maestro_flux.model.request import launcher_command
 from maestro_flux.model.resources import step_options, walltime_seconds, wants_nested
 from maestro_flux.model.resources import step_resources as model_of
-from maestro_flux.model.states import ACTIVE_STATE_MAP, STATE_NAMES, JobStatus, status_from_listing
+from maestro_flux.model.states import (
+    ACTIVE_STATE_MAP,
+    RESULT_MAP,
+    STATE_NAMES,
+    JobStatus,
+    status_from_listing,
+)
 from maestro_flux.model.urgency import urgency_of
 
 
@@ -254,7 +260,10 @@ def test_job_ids_round_trip_in_every_plain_form():
 
 def test_every_flux_state_has_a_maestro_state():
     assert set(ACTIVE_STATE_MAP) | {"INACTIVE"} == set(STATE_NAMES.values())
-    assert ACTIVE_STATE_MAP["PRIORITY"] == State.PENDING
+    assert ACTIVE_STATE_MAP["PRIORITY"] == "PENDING"
+    # The model names Maestro's states; each name must be a member of its enum.
+    for name in [*ACTIVE_STATE_MAP.values(), *RESULT_MAP.values(), "UNKNOWN"]:
+        assert State[name].name == name
 
 
 @pytest.mark.parametrize("entry, state", [
@@ -266,7 +275,7 @@ def test_every_flux_state_has_a_maestro_state():
     ({"state": 32}, State.FINISHING), ({"state": 1}, State.PENDING), ({"state": 2}, State.PENDING),
 ])
 def test_listing_entries_map_to_maestro_states(entry, state):
-    assert status_from_listing(entry).maestro_state == state
+    assert State[status_from_listing(entry).maestro_state] == state
 
 
 def test_failure_reason_is_one_line():

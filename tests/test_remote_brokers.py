@@ -18,10 +18,11 @@ import pytest
 from helpers import make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import JobStatusCode, State, SubmissionCode
 
-from maestro_flux.broker import bindings, remote
+from maestro_flux.broker import bindings
 from maestro_flux.broker import connection as broker_module
 from maestro_flux.broker import uri as uris
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_state import STUDIES
 from maestro_flux.model.errors import BrokerError
 
 HOST = socket.gethostname()
@@ -41,11 +42,9 @@ exec "$@"
 
 @pytest.fixture(autouse=True)
 def fresh_resolutions():
-    uris.forget_resolutions()
-    broker_module.forget_brokers()
+    STUDIES.clear()
     yield
-    uris.forget_resolutions()
-    broker_module.forget_brokers()
+    STUDIES.clear()
 
 
 def socket_path(mode) -> str:
@@ -337,10 +336,14 @@ def test_an_ssh_uri_without_a_path_is_a_clear_error(flux_mode, fake_ssh):
 
 def test_ssh_options_are_left_alone_for_a_non_ssh_flux_ssh(monkeypatch, tmp_path):
     monkeypatch.setenv("FLUX_SSH", "/usr/bin/rsh")
-    with remote.connect_environment("ssh://h/tmp/x", 3):
+    with broker_module.Broker("ssh://h/tmp/x", 3)._ssh_environment("ssh://h/tmp/x"):
         assert os.environ["FLUX_SSH"] == "/usr/bin/rsh"
     monkeypatch.setenv("FLUX_SSH", "/usr/bin/ssh")
-    with remote.connect_environment("ssh://h/tmp/x", 2.5):
-        wrapper = Path(os.environ["FLUX_SSH"]).read_text()
+    broker = broker_module.Broker("ssh://h/tmp/x", 2.5)
+    with broker._ssh_environment("ssh://h/tmp/x"):
+        wrapper_path = os.environ["FLUX_SSH"]
+        wrapper = Path(wrapper_path).read_text()
     assert "exec /usr/bin/ssh -o ConnectTimeout=3 -o BatchMode=yes" in wrapper
     assert os.environ["FLUX_SSH"] == "/usr/bin/ssh"
+    with broker._ssh_environment("ssh://h/tmp/x"):  # the Broker keeps its one wrapper
+        assert os.environ["FLUX_SSH"] == wrapper_path

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TESTS
 
+pytestmark = pytest.mark.e2e
+
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 BIN = Path(sys.executable).parent
 
@@ -91,6 +93,8 @@ def test_background_conductor_uses_maestro_flux_and_maestro_cancel_cancels(flux_
     assert state_of(outdir, "sleeper") == "RUNNING"
     log = (outdir / "logs" / "long.log").read_text()
     assert "maestro-flux: submitting to" in log  # the conductor process used our adapter
+    # ...and its first cycle, which submits every root step, already sent them together.
+    assert "maestro-flux: 1 step(s) sent together this cycle" in log
     assert maestro(["cancel", "-y", str(outdir)], env, tmp_path).returncode == 0
     while time.time() < end and state_of(outdir, "sleeper") != "CANCELLED":
         time.sleep(0.5)

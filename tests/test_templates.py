@@ -10,7 +10,7 @@ import pytest
 from helpers import make_step
 
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.study_context import SPECROOT_ENV, resolve_template
+from maestro_flux.maestro.study_context import resolve_template
 from maestro_flux.model.errors import TemplateError
 
 
@@ -95,11 +95,10 @@ def test_the_written_script_shows_effective_and_template_directives(tmp_path):
 def test_relative_templates_resolve_against_the_spec_directory(tmp_path, monkeypatch):
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "a.j2").write_text("{{ maestro_command }}")
-    monkeypatch.setenv(SPECROOT_ENV, str(tmp_path))
     monkeypatch.chdir("/")
-    assert resolve_template("tpl/a.j2", None) == str(tmp_path / "tpl" / "a.j2")
+    assert resolve_template("tpl/a.j2", None, str(tmp_path)) == str(tmp_path / "tpl" / "a.j2")
     with pytest.raises(TemplateError) as info:
-        resolve_template("tpl/missing.j2", None)
+        resolve_template("tpl/missing.j2", None, str(tmp_path))
     assert str(info.value) == (f"batch file 'tpl/missing.j2': no such template (looked for "
                                f"{tmp_path / 'tpl/missing.j2'}, /tpl/missing.j2)")
 

@@ -11,8 +11,8 @@ from helpers import make_step
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
 
 from maestro_flux.broker import bindings
-from maestro_flux.broker import connection as broker
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.study_state import STUDIES
 
 
 @pytest.fixture
@@ -20,10 +20,10 @@ def no_bindings(monkeypatch):
     monkeypatch.setenv(bindings.BINDINGS_ENV, "no_such_flux_bindings")
     monkeypatch.setenv("FLUX_URI", "local:///nowhere/local-0")
     bindings.bindings.cache_clear()
-    broker.forget_brokers()
+    STUDIES.clear()
     yield
     bindings.bindings.cache_clear()
-    broker.forget_brokers()
+    STUDIES.clear()
 
 
 def test_submit_fails_the_step_with_install_advice(no_bindings, tmp_path, caplog):

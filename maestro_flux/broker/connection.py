@@ -1,18 +1,17 @@
-"""A connection to one broker: opened lazily, cached per URI per process, and
-reopened once when the broker connection is lost.
+"""A connection to one broker: opened lazily, and reopened once when the
+broker connection is lost.
 
-The URI is resolved (uri.resolve) and connected on first use, with a bounded
-connect time for ssh:// (remote.py). One handle serves every cycle of a study;
-while the broker cannot be reached, each use fails fast with one line naming the
-URI and host, and the outage is logged when it starts and when it ends.
-
-Maestro rebuilds the adapter two or three times per conductor cycle; the
-connection, the broker facts (guest or owner) and the poll bookkeeping live
-here, per process, so that rebuilding costs nothing.
+The URI is resolved (uri.resolve, once per Broker) and connected on first use,
+with a bounded connect time for ssh:// (remote.py). One Broker serves every
+cycle of a study: its owner is the study's state (maestro/study_state.py), so
+that Maestro rebuilding the adapter two or three times per cycle costs nothing.
+While the broker cannot be reached, each use fails fast with one line naming
+the URI and host, and the outage is logged when it starts and when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -25,6 +24,7 @@ from maestro_flux.broker import bindings, cancel, listing, remote, submit
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.model.errors import BrokerError
+from maestro_flux.model.notices import Notices
 from maestro_flux.model.states import JobStatus, status_from_listing
 
 LOGGER = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ class Broker:
 
     uri: str | None
     timeout: float = DEFAULT_CONNECT_TIMEOUT
+    notices: Notices = field(default_factory=Notices)
     _handle: Any = None
+    _resolution: uris.Resolution | None = None
+    _ssh_wrapper: tuple[str, int, str] | None = None  # (ssh, seconds, wrapper path)
     _guest: bool | None = None
     _last_poll: float | None = None
     _final: dict[int, JobStatus] = field(default_factory=dict)
@@ -52,14 +55,21 @@ class Broker:
     #: Ids this process was asked to cancel: if the broker is gone, they count
     #: as canceled, so that ``maestro cancel`` still ends the study.
     cancel_requested: set[int] = field(default_factory=set)
+    #: Ids this Broker submitted: a job the study's current broker does not know
+    #: but another Broker submitted was lost with that one (flux_uri_file).
+    submitted: set[int] = field(default_factory=set)
 
     @property
     def label(self) -> str:
         return self.uri or "the system instance"
 
     def target(self) -> str | None:
-        """The URI to connect to: ``uri`` resolved (once per process), None for the default."""
-        return uris.resolve(self.uri).uri if self.uri else None
+        """The URI to connect to: ``uri`` resolved (once), None for the default."""
+        if not self.uri:
+            return None
+        if self._resolution is None:
+            self._resolution = uris.resolve(self.uri)
+        return self._resolution.uri
 
     def handle(self) -> Any:
         """The open handle, resolving and connecting on first use."""
@@ -78,12 +88,27 @@ class Broker:
             where += f" on host {remote.ssh_host(target)}"
             LOGGER.info("maestro-flux: connecting to %s (timeout %gs)", where, self.timeout)
         try:
-            with remote.connect_environment(target, self.timeout):
+            with self._ssh_environment(target):
                 return bindings.connect(target)
         except OSError as err:
             reason = uris.one_line(err.strerror or err).removeprefix("Unable to connect to Flux: ")
             hint = remote.unreachable_hint(target or "", reason, self.timeout)
             raise BrokerError(f"cannot connect to Flux at {where}: {reason}; {hint}") from None
+
+    def _ssh_environment(self, target: str | None) -> contextlib.AbstractContextManager:
+        """FLUX_SSH pointed at a wrapper that bounds ssh's connect time, while connecting."""
+        if not remote.is_ssh(target):
+            return contextlib.nullcontext()
+        ssh = remote.ssh_program()
+        if os.path.basename(ssh) != "ssh":
+            self.notices.log_once(LOGGER, logging.INFO, f"ssh-unbounded:{ssh}",
+                                  "maestro-flux: FLUX_SSH=%s is not ssh, so connect_timeout "
+                                  "is left to it", ssh)
+            return contextlib.nullcontext()
+        seconds = remote.whole_seconds(self.timeout)
+        if self._ssh_wrapper is None or self._ssh_wrapper[:2] != (ssh, seconds):
+            self._ssh_wrapper = (ssh, seconds, remote.ssh_wrapper(ssh, seconds))
+        return remote.flux_ssh(self._ssh_wrapper[2])
 
     def _went_down(self, reason: str) -> None:
         if self._down_since is None:
@@ -127,21 +152,21 @@ class Broker:
         return self._guest
 
     def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
-        """Submit a jobspec; returns the integer job id."""
+        """Submit a jobspec and wait for its integer job id."""
         future = self.call(lambda h: submit.submit_async(h, jobspec, urgency, flags))
-        return self.submitted_id(future)
+        return self.submit_get_id(future)
 
-    def submit_nowait(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
-        """Send a submit request without waiting for the id (see pipeline.py).
+    def submit_async(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
+        """Send a submit request without waiting for the id (see maestro/pipeline.py).
 
-        Not retried on a lost connection: the caller falls back to ``submit``.
+        Not retried on a lost connection: the answer is read by ``submit_get_id``.
         """
         return submit.submit_async(self.handle(), jobspec, urgency, flags)
 
-    def submitted_id(self, future: Any) -> int:
+    def submit_get_id(self, future: Any) -> int:
         """The id of a sent job (waits for the answer); remembered as this broker's."""
         jobid = submit.submit_get_id(future)
-        SUBMITTED_TO[jobid] = self.uri
+        self.submitted.add(jobid)
         return jobid
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
@@ -177,29 +202,3 @@ class Broker:
         self.cancel_requested.update(jobids)
         return self.call(lambda h: cancel.cancel_all(h, jobids, reason))
 
-
-_BROKERS: dict[str | None, Broker] = {}
-#: Which broker this process submitted each job to: a job unknown to the broker a
-#: study was moved to (flux_uri_file) is known to have been lost with the old one.
-SUBMITTED_TO: dict[int, str | None] = {}
-
-
-def moved_from(jobid: int, uri: str | None) -> str | None:
-    """The other broker this process submitted ``jobid`` to, if it was not ``uri``."""
-    if jobid in SUBMITTED_TO and SUBMITTED_TO[jobid] != uri:
-        return SUBMITTED_TO[jobid] or "the system instance"
-    return None
-
-
-def broker_for(uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
-    """The process-wide Broker for a URI (no connection is opened here)."""
-    if uri not in _BROKERS:
-        _BROKERS[uri] = Broker(uri, timeout)
-    _BROKERS[uri].timeout = timeout
-    return _BROKERS[uri]
-
-
-def forget_brokers() -> None:
-    """Drop every cached connection and resolution (tests, and a broker that was replaced)."""
-    _BROKERS.clear()
-    uris.forget_resolutions()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import math
 import os
 import shlex
@@ -22,9 +21,6 @@ import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from maestro_flux.model.notices import log_once
-
-LOGGER = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Added to every ssh the connector starts. BatchMode: never prompt (the conductor has
 #: no terminal). ServerAlive*: a node that vanishes mid-study ends the connection in
@@ -34,7 +30,6 @@ SSH_OPTIONS = ("-o", "ConnectTimeout={t}", "-o", "BatchMode=yes",
 REMOTE_NEEDS = ("the remote host needs a 'flux' with the 'relay' subcommand on the PATH "
                 "that ssh gives it, or named by FLUX_SSH_RCMD, and key-based ssh that "
                 "asks for no password")
-_WRAPPERS: dict[tuple[str, int], str] = {}
 
 
 def is_ssh(uri: str | None) -> bool:
@@ -46,38 +41,41 @@ def ssh_host(uri: str) -> str:
     return urlparse(uri).netloc
 
 
-def _ssh_program() -> str:
+def ssh_program() -> str:
+    """The ssh Flux's connector runs: FLUX_SSH if set, else ``ssh``."""
     return os.environ.get("FLUX_SSH") or shutil.which("ssh") or "ssh"
 
 
-def _wrapper(ssh: str, seconds: int) -> str:
-    """A private executable that runs ``ssh`` with SSH_OPTIONS (one per process)."""
-    key = (ssh, seconds)
-    if key not in _WRAPPERS:
-        folder = tempfile.mkdtemp(prefix="maestro-flux-ssh-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        path = os.path.join(folder, "ssh")
-        options = " ".join(shlex.quote(o.format(t=seconds)) for o in SSH_OPTIONS)
-        with open(path, "w") as handle:
-            handle.write(f'#!/bin/sh\nexec {shlex.quote(ssh)} {options} "$@"\n')
-        os.chmod(path, 0o700)
-        _WRAPPERS[key] = path
-    return _WRAPPERS[key]
+def whole_seconds(timeout: float) -> int:
+    """ssh's ConnectTimeout takes whole seconds."""
+    return max(1, math.ceil(timeout))
+
+
+def ssh_wrapper(ssh: str, seconds: int) -> str:
+    """Write a private executable that runs ``ssh`` with SSH_OPTIONS; its path.
+
+    The caller (the Broker) keeps the path; the folder goes when the process ends.
+    """
+    folder = tempfile.mkdtemp(prefix="maestro-flux-ssh-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = os.path.join(folder, "ssh")
+    options = " ".join(shlex.quote(o.format(t=seconds)) for o in SSH_OPTIONS)
+    with open(path, "w") as handle:
+        handle.write(f'#!/bin/sh\nexec {shlex.quote(ssh)} {options} "$@"\n')
+    os.chmod(path, 0o700)
+    return path
 
 
 @contextlib.contextmanager
-def connect_environment(uri: str | None, timeout: float) -> Iterator[None]:
-    """Set FLUX_SSH to the timeout wrapper while an ssh:// handle is being opened."""
-    ssh = _ssh_program()
-    if not is_ssh(uri) or os.path.basename(ssh) != "ssh":
-        if is_ssh(uri):
-            log_once(LOGGER, logging.INFO, f"ssh-unbounded:{ssh}",
-                     "maestro-flux: FLUX_SSH=%s is not ssh, so connect_timeout is left to it",
-                     ssh)
-        yield
-        return
+def flux_ssh(wrapper: str) -> Iterator[None]:
+    """FLUX_SSH set to ``wrapper`` while a handle is opened.
+
+    The environment is the ssh connector's only interface (it reads FLUX_SSH when
+    it starts ssh), so this is the one place maestro-flux sets a variable in its
+    own process, and only for the duration of the connect call.
+    """
     before = os.environ.get("FLUX_SSH")
-    os.environ["FLUX_SSH"] = _wrapper(ssh, max(1, math.ceil(timeout)))
+    os.environ["FLUX_SSH"] = wrapper
     try:
         yield
     finally:

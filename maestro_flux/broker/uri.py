@@ -1,8 +1,7 @@
 """Which broker a study talks to: ``flux_uri`` in the batch block, then the
 ``FLUX_URI`` environment variable, then the system instance; and how a URI that
 names a job rather than a socket (``jobid:``, ``slurm:``, ``lsf:``, ``pid:``) is
-resolved: by Flux's own resolver, once per process, which for the conductor is
-once per study run."""
+resolved: by Flux's own resolver (the Broker that connects keeps the result)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from urllib.parse import urlparse
 
 from maestro_flux.broker import bindings
 from maestro_flux.model.errors import BrokerError, MaestroFluxError
-from maestro_flux.model.notices import log_once
+from maestro_flux.model.notices import Notices
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,12 +35,12 @@ class BrokerChoice:
         return f"{self.uri or SYSTEM_INSTANCE} (from {self.source})"
 
 
-def _uri_in_file(path: str) -> str | None:
+def _uri_in_file(path: str, notices: Notices) -> str | None:
     try:
         with open(os.path.expanduser(path)) as handle:
             text = handle.read().strip()
     except OSError as err:
-        log_once(LOGGER, logging.WARNING, f"urifile:{path}:{err.errno}",
+        notices.log_once(LOGGER, logging.WARNING, f"urifile:{path}:{err.errno}",
                  "maestro-flux: flux_uri_file %s: %s; using flux_uri or FLUX_URI", path,
                  err.strerror or err)
         return None
@@ -49,11 +48,11 @@ def _uri_in_file(path: str) -> str | None:
 
 
 def choose_broker(flux_uri: str | None, environ: Mapping[str, str] | None = None,
-                  uri_file: str | None = None) -> BrokerChoice:
+                  uri_file: str | None = None, notices: Notices | None = None) -> BrokerChoice:
     """Apply the precedence: flux_uri_file (when it holds a URI), the batch block's
     flux_uri, then FLUX_URI, then the system instance."""
     environ = os.environ if environ is None else environ
-    in_file = _uri_in_file(uri_file) if uri_file else None
+    in_file = _uri_in_file(uri_file, notices or Notices()) if uri_file else None
     if in_file:
         return BrokerChoice(in_file, f"flux_uri_file {uri_file}")
     if flux_uri:
@@ -78,7 +77,6 @@ RESOLVE_HINTS = {
            "'flux uri --remote lsf:ID'",
     "pid": "the process must run on this host, be yours and have FLUX_URI in its environment",
 }
-_RESOLVED: dict[str, Resolution] = {}
 
 
 @dataclass(frozen=True)
@@ -132,13 +130,11 @@ def prefer_local(uri: str, hostname: str | None = None) -> str:
 
 
 def resolve(uri: str) -> Resolution:
-    """The URI to connect to for ``uri``, resolved once per process (one study run).
+    """The URI to connect to for ``uri`` (Flux's resolver runs for job-naming schemes).
 
     Raises:
         BrokerError: one line naming the URI, the resolver's reason and what to check.
     """
-    if uri in _RESOLVED:
-        return _RESOLVED[uri]
     if not needs_resolving(uri):
         return Resolution(uri, uri, "as written")
     LOGGER.info("maestro-flux: resolving %s", uri)
@@ -154,11 +150,6 @@ def resolve(uri: str) -> Resolution:
         raise BrokerError(f"cannot resolve flux_uri '{uri}': {one_line(err) or type(err).__name__}"
                           f"; {hint}") from None
     resolution = Resolution(uri, prefer_local(target.strip()), how)
-    _RESOLVED[uri] = resolution
     LOGGER.info("maestro-flux: %s", resolution.describe())
     return resolution
 
-
-def forget_resolutions() -> None:
-    """Drop cached resolutions (tests)."""
-    _RESOLVED.clear()

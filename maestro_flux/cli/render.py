@@ -13,14 +13,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TextIO
 
 import yaml
 
 from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.study_context import SPECROOT_ENV
 from maestro_flux.model.batch_options import parse_batch_block
 from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
 from maestro_flux.model.precedence import choose
@@ -80,19 +79,8 @@ def render_study(path: str, step: str | None = None, fmt: str = "yaml",
     block = batch_block(spec, path)
     parse_batch_block(block)  # a bad block stops here, with its one line
     adapter = FluxAdapter(**block)
-    previous = os.environ.get(SPECROOT_ENV)
-    os.environ[SPECROOT_ENV] = os.path.dirname(os.path.abspath(path))
-    try:
-        with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
-            steps = _selected(staged_steps(spec, path, tmp), step)
-            results = [_one_step(adapter, s, fmt, full_env, out) for s in steps]
-    finally:
-        _restore(previous)
+    adapter.study.spec_root = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
+        steps = _selected(staged_steps(spec, path, tmp), step)
+        results = [_one_step(adapter, s, fmt, full_env, out) for s in steps]
     return 0 if all(results) else 1
-
-
-def _restore(previous: Any) -> None:
-    if previous is None:
-        os.environ.pop(SPECROOT_ENV, None)
-    else:
-        os.environ[SPECROOT_ENV] = previous

@@ -2,9 +2,10 @@
 the batch options, the resource model, the script, the jobspec and the broker.
 
 Maestro constructs this class two or three times per conductor cycle, so the
-constructor only validates (cached) and never opens a connection. No method
-raises into the conductor: failures become SubmissionCode.ERROR, a logged line
-and, for polling, a state.
+constructor only validates (cached) and never opens a connection; what lasts
+longer than one instance belongs to the study's StudyState (study_state.py).
+No method raises into the conductor: failures become SubmissionCode.ERROR, a
+logged line and, for polling, a state.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ from maestrowf.abstracts.interfaces import SchedulerScriptAdapter
 
 from maestro_flux.broker import bindings
 from maestro_flux.broker import jobspec as jobspecs
-from maestro_flux.broker.connection import broker_for, moved_from
 from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
 from maestro_flux.maestro import pipeline
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_context import resolve_template, step_parameters
+from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY, StudyState
 from maestro_flux.model import jobids, templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
-from maestro_flux.model.notices import log_once
 from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
 from maestro_flux.model.request import JobRequest, job_request, launcher_command
 from maestro_flux.model.resources import StepResources, step_options, step_resources, wants_nested
@@ -69,22 +69,24 @@ class FluxAdapter(SchedulerScriptAdapter):
         # Maestro would print a traceback and stop the conductor if this raised;
         # instead every step fails with the one-line message (nothing is submitted).
         self._problem: str | None = None
-        self._plans: dict[tuple[str, str], StepPlan] = {}
+        self._study: StudyState = STUDIES.for_block(kwargs)
+        notices = self._study.notices
+        block = {key: value for key, value in kwargs.items() if key != STUDY_KEY}
         try:
-            self._options: BatchOptions = parse_batch_block(kwargs)
+            self._options: BatchOptions = parse_batch_block(block)
         except BatchBlockError as err:
             self._problem = str(err)
             self._options = BatchOptions()
-            log_once(LOGGER, logging.ERROR, f"block:{err}", "maestro-flux: %s; no step will "
-                     "be submitted until the batch block is fixed", err)
-        super().__init__(**kwargs)
-        self._broker_choice = choose_broker(self._options.flux_uri,
+            notices.log_once(LOGGER, logging.ERROR, f"block:{err}", "maestro-flux: %s; no "
+                             "step will be submitted until the batch block is fixed", err)
+        super().__init__(**block)
+        self._broker_choice = choose_broker(self._options.flux_uri, notices=notices,
                                             uri_file=self._options.flux_uri_file)
-        pipeline.install()  # once per process; lets a cycle send its steps together
+        pipeline.install()  # done at registration; here for adapters built by hand
         for warning in self._options.warnings:
-            log_once(LOGGER, logging.WARNING, warning, warning)
-        log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
-                 "maestro-flux: submitting to %s", self._broker_choice.describe())
+            notices.log_once(LOGGER, logging.WARNING, warning, warning)
+        notices.log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
+                         "maestro-flux: submitting to %s", self._broker_choice.describe())
 
     @property
     def extension(self) -> str:
@@ -94,6 +96,11 @@ class FluxAdapter(SchedulerScriptAdapter):
     def batch_options(self) -> BatchOptions:
         """The validated batch block."""
         return self._options
+
+    @property
+    def study(self) -> StudyState:
+        """The state this adapter shares with every other one of its study."""
+        return self._study
 
     @property
     def broker_choice(self) -> BrokerChoice:
@@ -125,17 +132,18 @@ class FluxAdapter(SchedulerScriptAdapter):
                             "runs as a plain job: set 'nested: true'")
         return step_resources(options, run, nested)
 
-    def _plan(self, step: Any, workspace: str) -> StepPlan:
-        """The step's plan, made once per adapter: Maestro writes a step's script
-        and submits it with the same adapter, in the same cycle."""
+    def _plan(self, step: Any, workspace: str, fresh: bool = False) -> StepPlan:
+        """The step's plan: made anew when Maestro writes the step's script (so an
+        edited template counts from the next script on), and kept in the study's
+        state for the submission that follows it."""
         key = (step.name, os.path.abspath(workspace))
-        if key not in self._plans:
-            self._plans[key] = self._new_plan(step, workspace)
-        return self._plans[key]
+        plan = None if fresh else self._study.plans.get(key)
+        return plan or self._study.plans.put(key, self._new_plan(step, workspace))
 
     def _new_plan(self, step: Any, workspace: str) -> StepPlan:
         choice = choose(self._options, step.name)
-        path = resolve_template(choice.template, workspace) if choice.template else None
+        path = (resolve_template(choice.template, workspace, self._study.spec_root)
+                if choice.template else None)
         draft = self._render(path, step, workspace, choice, step.run["cmd"])
         directives = (directive_options(template_directives(draft[1], path), path)
                       if draft else {})
@@ -170,7 +178,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         try:
             if self._problem:
                 raise BatchBlockError(self._problem)
-            plan = self._plan(step, ws_path)
+            plan = self._plan(step, ws_path, fresh=True)
             scripts = {"": render_script(self._exec, plan.request, plan.cmd, broker,
                                          template=plan.template)}
             if plan.restart:
@@ -235,47 +243,23 @@ class FluxAdapter(SchedulerScriptAdapter):
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
         broker = self._broker()
         urgency, flags = self._as_submitter(broker, urgency, flags)
+        cycle = self._study.cycle
+        if cycle is not None:  # the pipeline records the id at the end of the cycle
+            return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker)
         return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
 
     def _broker(self) -> Any:
-        return broker_for(self._broker_choice.uri, self._options.connect_timeout)
+        return self._study.broker(self._broker_choice.uri, self._options.connect_timeout)
 
-    @staticmethod
-    def _as_submitter(broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
+    def _as_submitter(self, broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
         """Urgency and flags within what this submitter may ask of the broker."""
         guest = broker.is_guest()
         if guest and "waitable" in flags:
-            log_once(LOGGER, logging.WARNING, "guest-waitable",
-                     "maestro-flux: the 'waitable' flag is only for the instance owner; ignored")
+            self._study.notices.log_once(LOGGER, logging.WARNING, "guest-waitable",
+                                         "maestro-flux: the 'waitable' flag is only for the "
+                                         "instance owner; ignored")
             flags = [flag for flag in flags if flag != "waitable"]
         return clamp(urgency, guest), flags
-
-    # -- a conductor cycle's steps together (see pipeline.py) ------------------
-    def send(self, step: Any, path: str, cwd: str) -> Any:
-        """Send a written step's job without waiting for its id; None if it could not
-        be sent (the caller then uses ``submit``, which says why)."""
-        if self._problem:
-            return None
-        try:
-            jobspec, urgency, flags = self.build_jobspec(step, path, cwd, None)
-            broker = self._broker()
-            urgency, flags = self._as_submitter(broker, urgency, flags)
-            return broker.submit_nowait(jobspec, urgency, flags)
-        except Exception:  # the conductor must survive anything
-            LOGGER.debug("sending %s failed; it will be submitted alone", step.name,
-                         exc_info=True)
-            return None
-
-    def receive(self, step: Any, sent: Any) -> str | None:
-        """The ASCII f58 id of a sent step's job; None if the broker refused it."""
-        try:
-            jobid = jobids.f58_encode(self._broker().submitted_id(sent))
-        except Exception:  # refused or connection lost: submitted alone, which says why
-            LOGGER.debug("step %s was not accepted; it will be submitted alone", step.name,
-                         exc_info=True)
-            return None
-        LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
-        return jobid
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         """States of all ids from one job-list request; never JobStatusCode.ERROR."""
@@ -319,22 +303,23 @@ class FluxAdapter(SchedulerScriptAdapter):
         return parsed, states
 
     def _state_of(self, text: Any, status: Any, broker: Any, number: int) -> State:
-        left = moved_from(number, broker.uri) if status is None else None
+        notices = self._study.notices
+        left = self._study.moved_from(number, broker.uri) if status is None else None
         if left:
             # Maestro resubmits a HWFAILURE: the study continues on the new broker.
-            log_once(LOGGER, logging.WARNING, f"moved:{text}",
-                     "maestro-flux: job %s was submitted to %s, which the study has left for "
-                     "%s; step resubmitted there", text, left, broker.label)
+            notices.log_once(LOGGER, logging.WARNING, f"moved:{text}",
+                             "maestro-flux: job %s was submitted to %s, which the study has "
+                             "left for %s; step resubmitted there", text, left, broker.label)
             return State.HWFAILURE
         if status is None:
-            log_once(LOGGER, logging.WARNING, f"unknown:{text}",
-                     "maestro-flux: job %s is unknown to %s (purged, or submitted to another "
-                     "broker); step marked UNKNOWN", text, broker.label)
+            notices.log_once(LOGGER, logging.WARNING, f"unknown:{text}",
+                             "maestro-flux: job %s is unknown to %s (purged, or submitted to "
+                             "another broker); step marked UNKNOWN", text, broker.label)
             return State.UNKNOWN
-        state = status.maestro_state
+        state = State[status.maestro_state]
         if state in (State.FAILED, State.TIMEDOUT, State.CANCELLED):
-            log_once(LOGGER, logging.WARNING, f"end:{text}", "maestro-flux: job %s ended: %s",
-                     text, status.reason())
+            notices.log_once(LOGGER, logging.WARNING, f"end:{text}",
+                             "maestro-flux: job %s ended: %s", text, status.reason())
         return state
 
     def cancel_jobs(self, joblist: list) -> Any:
@@ -364,4 +349,4 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _state(self, job_state: str) -> State:
         """Maestro's per-state hook; the tables in states.py do the real mapping."""
-        return ACTIVE_STATE_MAP.get(job_state) or RESULT_MAP.get(job_state, State.UNKNOWN)
+        return State[ACTIVE_STATE_MAP.get(job_state) or RESULT_MAP.get(job_state, "UNKNOWN")]

@@ -1,129 +1,216 @@
-"""A conductor cycle's ready steps, submitted together.
+"""A conductor cycle's ready steps, submitted together, and none of them lost.
 
-Maestro 1.2.1 calls ``adapter.submit`` once per ready step and needs the job id
-back before it writes the next step's script, so every step waits a whole broker
-ingest round trip (about 27 ms on flux-core 0.88, 10 ms of it job-ingest's batch
-window): at most ~38 steps/s, whatever the adapter does. The broker ingests
-pipelined requests ten times faster, but Maestro's adapter API has no way to hand
-over several steps at once.
+Maestro 1.2 calls ``adapter.submit`` once per ready step and waits for the job
+id before it writes the next step's script, so every step waits a whole broker
+ingest round trip (about 27 ms on flux-core 0.88): at most ~38 steps/s, however
+fast the adapter. The broker ingests pipelined requests ten times faster.
 
-So, for graphs whose adapter is maestro-flux, we change where the waiting happens,
-not what is recorded. In ``ExecutionGraph._execute_record`` each ready step's
-workspace and script are made exactly as Maestro makes them, and its job is
-*sent* at once (``submit_async``) without waiting; when Maestro's loop is done
-(``_check_study_completion``, the last call of ``execute_ready_steps``), every id
-is collected and recorded on its step (``mark_submitted``, ``jobid``,
-``in_progress``), before the cycle returns. Maestro pickles the graph and writes
-``status.csv`` only after the cycle returns, so what it stores and shows is the
-same as with one submit per step: real Flux ids, recorded in the cycle that
-submitted them. A step whose job could not be sent or was refused goes through
-Maestro's own ``_execute_record`` instead (one ``submit``, its retries, its
-failure marking), so errors look exactly as before.
+So we wrap the cycle, ``ExecutionGraph.execute_ready_steps``, and change where
+the waiting happens, not what is recorded:
 
-If the conductor dies mid-cycle, jobs the broker accepted in that cycle are not
-in the pickle: that is true of Maestro's one-at-a-time loop too (it pickles once
-per cycle), and sending together makes the window shorter, not longer.
+1. The wrapper opens a :class:`Cycle` on the study's state. While it is open,
+   ``FluxAdapter.submit`` sends the job (``submit_async``) and returns at once
+   with a placeholder id, which Maestro stores on the step as it would a real one.
+2. In a ``finally``, whether Maestro's loop returned or raised, every sent job's
+   answer is read (``submit_get_id``) and the real id replaces the placeholder.
+   A refused job is logged with the broker's reason and its step and subtree
+   fail, as Maestro fails a step whose submit failed. An accepted job's step is
+   in ``in_progress`` whatever Maestro got to before raising, so it is polled.
 
-``MAESTRO_FLUX_PIPELINE=0`` turns this off (one submit per step, as Maestro does).
+Maestro pickles the graph and writes ``status.csv`` only after the cycle returns,
+so what it stores and shows is what one submit per step stores: real Flux ids.
+If the conductor process itself dies mid-cycle, jobs accepted in that cycle are
+in no pickle; Maestro's own loop has that window too (it pickles once a cycle).
+
+The wrapper also stamps the graph's batch block with an id of the study's own
+(study_state.STUDY_KEY), so that every adapter Maestro builds from it finds the
+same StudyState. It is enabled only on the maestrowf versions in
+maestro_names.TESTED_VERSIONS and when every name in maestro_names exists; else,
+or with ``MAESTRO_FLUX_PIPELINE=0``, Maestro's loop runs untouched (one submit
+per step) and the log says why, once.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import os
-from dataclasses import dataclass
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+
+from maestro_flux.broker.connection import Broker
+from maestro_flux.maestro import maestro_names
+from maestro_flux.maestro.maestro_imports import import_maestro
+from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
+from maestro_flux.model import jobids
 
 LOGGER = logging.getLogger(__name__)
 SWITCH = "MAESTRO_FLUX_PIPELINE"
-#: The ExecutionGraph methods we wrap or call; without them we leave Maestro alone.
-NEEDED = ("_execute_record", "_check_study_completion", "_check_tmp_dir")
-#: Where a graph keeps its sent steps during a cycle (removed before Maestro pickles).
-PENDING = "_maestro_flux_sent"
-_INSTALLED: bool | None = None
+GRAPH_MODULE = "maestrowf.datastructures.core.executiongraph"
+#: Set on ExecutionGraph once wrapped: the class itself records that it is.
+MARK = "_maestro_flux_pipeline"
+PLACEHOLDER = "maestro-flux-pending-"
 
 
 @dataclass
 class Sent:
-    """A ready step whose script is written, and its job's submit request (None: not sent)."""
+    """One step's job, sent and not yet answered."""
 
-    record: Any
-    adapter: Any
-    request: Any
+    step_name: str
+    placeholder: str
+    future: Any
+    broker: Broker
 
 
-def installed() -> bool:
-    from maestrowf.datastructures.core.executiongraph import ExecutionGraph
+@dataclass
+class Cycle:
+    """The jobs sent during one conductor cycle, until their ids are recorded."""
 
-    return getattr(ExecutionGraph, "_maestro_flux_pipeline", False)
+    sent: list[Sent] = field(default_factory=list)
+
+    def add(self, step_name: str, future: Any, broker: Broker) -> str:
+        """Remember a sent job; returns the placeholder id Maestro records for now."""
+        placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex[:12]}"
+        self.sent.append(Sent(step_name, placeholder, future, broker))
+        return placeholder
+
+    def answers(self) -> Iterator[tuple[Sent, str | Exception]]:
+        """Each sent job with its ASCII f58 id, or the error the broker answered."""
+        for sent in self.sent:
+            try:
+                yield sent, jobids.f58_encode(sent.broker.submit_get_id(sent.future))
+            except Exception as err:  # refused, or the connection went: one line each
+                yield sent, err
+
+    def record(self, graph: Any) -> None:
+        """Put every answered id on its step; fail the steps whose job was refused."""
+        failed = import_maestro("maestrowf.abstracts.enums").State.FAILED
+        for sent, jobid in self.answers():
+            record = graph.values[sent.step_name]
+            if isinstance(jobid, Exception):
+                _refused(graph, record, sent, jobid, failed)
+                continue
+            _replace(record.jobid, sent.placeholder, jobid)
+            graph.in_progress.add(sent.step_name)
+            LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s",
+                        sent.step_name, jobid)
+        if self.sent:
+            LOGGER.info("maestro-flux: %d step(s) sent together this cycle", len(self.sent))
+
+
+def _replace(ids: list, placeholder: str, jobid: str) -> None:
+    if placeholder in ids:
+        ids[ids.index(placeholder)] = jobid
+    else:  # Maestro raised before it stored the placeholder
+        ids.append(jobid)
+
+
+def _refused(graph: Any, record: Any, sent: Sent, err: Exception, failed: Any) -> None:
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+    LOGGER.error("maestro-flux: step '%s' was not submitted: Flux refused the job: %s",
+                 sent.step_name, reason)
+    if sent.placeholder in record.jobid:
+        record.jobid.remove(sent.placeholder)
+    graph.in_progress.discard(sent.step_name)
+    subtree, _ = graph.bfs_subtree(sent.step_name)
+    for name in subtree:  # what Maestro does when a submit fails
+        graph.failed_steps.add(name)
+        graph.values[name].mark_end(failed)
+
+
+def why_off() -> str | None:
+    """Why the pipeline cannot be used in this process (None: it can)."""
+    if os.environ.get(SWITCH, "1") == "0":
+        return f"{SWITCH}=0"
+    version = maestro_names.maestro_version()
+    if version not in maestro_names.TESTED_VERSIONS:
+        return (f"maestrowf {version} is not a version it was tested with "
+                f"({', '.join(maestro_names.TESTED_VERSIONS)})")
+    lacking = maestro_names.missing()
+    if lacking:
+        return f"this Maestro lacks {', '.join(lacking)}"
+    return None
 
 
 def install() -> bool:
-    """Wrap two ExecutionGraph methods (idempotent); False if switched off or not possible.
+    """Wrap ``ExecutionGraph.execute_ready_steps`` once; False if off (logged once).
 
-    Called when our adapter is constructed, which Maestro does at the start of every
-    cycle, before its submission loop: both methods are looked up when called, so
-    the wrapping already applies to that cycle. (Not at registration: Maestro scans
-    adapters while executiongraph.py is still being imported.)
+    Called at registration (see :class:`WhenGraphImported`) and, as a fallback,
+    whenever our adapter is built.
     """
-    global _INSTALLED
-    if _INSTALLED is not None:
-        return _INSTALLED
-    _INSTALLED = False
-    if os.environ.get(SWITCH, "1") == "0":
+    graph_class = import_maestro(GRAPH_MODULE).ExecutionGraph
+    if getattr(graph_class, MARK, False):
+        return True
+    reason = why_off()
+    if reason:
+        STUDIES.notices.log_once(LOGGER, logging.INFO, "pipeline-off", "maestro-flux: "
+                                 "submitting one step at a time (the cycle pipeline is off: "
+                                 "%s)", reason)
         return False
-    from maestrowf.datastructures.core.executiongraph import ExecutionGraph
-
-    if not all(hasattr(ExecutionGraph, name) for name in NEEDED):
-        LOGGER.info("maestro-flux: this Maestro's ExecutionGraph is unfamiliar; "
-                    "submitting one step at a time")
-        return False
-    _wrap(ExecutionGraph)
-    _INSTALLED = True
+    _wrap(graph_class)
     return True
 
 
-def _wrap(graph_class: type) -> None:
-    execute_record = graph_class._execute_record
-    check_completion = graph_class._check_study_completion
+class WhenGraphImported(importlib.abc.MetaPathFinder):
+    """Installs the pipeline as soon as executiongraph.py has been imported.
 
-    def _execute_record(self: Any, record: Any, adapter: Any, restart: bool = False) -> None:
-        from maestro_flux.maestro.adapter import FluxAdapter
+    Maestro imports its adapters (and so registers ours) from inside the import of
+    executiongraph.py, before ExecutionGraph exists (or before that import has even
+    begun, when maestrowf.interfaces is imported first), and the conductor's first
+    cycle, which submits every root step, starts before any adapter is built. So
+    registration leaves this finder at the head of ``sys.meta_path``: at the next
+    import of any new module, which comes long before the first cycle, it installs
+    the pipeline. It finds no module itself, and does nothing once it has run.
+    """
 
-        if restart or self.dry_run or not isinstance(adapter, FluxAdapter):
-            return execute_record(self, record, adapter, restart)
-        self._check_tmp_dir()
-        record.setup_workspace()
-        record.generate_script(adapter, self._tmp_dir)
-        if not record.to_be_scheduled:
-            return execute_record(self, record, adapter, restart)
-        request = adapter.send(record.step, record.script, record.workspace.value)
-        self.__dict__.setdefault(PENDING, []).append(Sent(record, adapter, request))
+    def __init__(self) -> None:
+        self.done = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if not self.done:
+            module = sys.modules.get(GRAPH_MODULE)
+            if module is not None and hasattr(module, "ExecutionGraph"):
+                self.done = True
+                install()
         return None
 
-    def _check_study_completion(self: Any) -> Any:
-        # The end of Maestro's cycle, before it pickles the graph: record every id.
-        sent = self.__dict__.pop(PENDING, None)  # never left on the pickled graph
-        if sent:
-            _collect(self, sent, execute_record)
-        return check_completion(self)
 
-    graph_class._execute_record = _execute_record
-    graph_class._check_study_completion = _check_study_completion
-    graph_class._maestro_flux_pipeline = True
+def install_when_ready() -> None:
+    """Install the pipeline now if ExecutionGraph exists, else once it does."""
+    # Not imported yet, or mid-import: importing it here could be circular (Maestro
+    # may be importing its adapters, ours included, on the way to importing it).
+    module = sys.modules.get(GRAPH_MODULE)
+    if module is not None and hasattr(module, "ExecutionGraph"):
+        install()
+    elif not any(isinstance(f, WhenGraphImported) for f in sys.meta_path):
+        sys.meta_path.insert(0, WhenGraphImported())
 
 
-def _collect(graph: Any, sent: list[Sent], execute_record: Any) -> None:
-    """Record every sent step's id, as Maestro's own submission would have."""
-    for item in sent:
-        jobid = None
-        if item.request is not None:
-            jobid = item.adapter.receive(item.record.step, item.request)
-        if jobid is None:
-            execute_record(graph, item.record, item.adapter)  # one submit, Maestro's way
-            continue
-        item.record.mark_submitted()
-        item.record.jobid.append(jobid)
-        graph.in_progress.add(item.record.name)
-    if sent:
-        LOGGER.info("maestro-flux: %d step(s) sent together this cycle", len(sent))
+def _ours(graph: Any) -> bool:
+    from maestro_flux.maestro.adapter import FluxAdapter
+
+    block = graph._adapter
+    return isinstance(block, dict) and block.get("type") == FluxAdapter.key and not graph.dry_run
+
+
+def _wrap(graph_class: type) -> None:
+    execute_ready_steps = graph_class.execute_ready_steps
+
+    def wrapped(self: Any) -> Any:
+        if not _ours(self) or os.environ.get(SWITCH, "1") == "0":
+            return execute_ready_steps(self)
+        self._adapter.setdefault(STUDY_KEY, uuid.uuid4().hex)
+        study = STUDIES.for_block(self._adapter)
+        cycle = study.cycle = Cycle()
+        try:
+            return execute_ready_steps(self)
+        finally:
+            study.cycle = None
+            cycle.record(self)
+
+    wrapped.__wrapped__ = execute_ready_steps
+    graph_class.execute_ready_steps = wrapped
+    setattr(graph_class, MARK, True)

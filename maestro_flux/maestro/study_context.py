@@ -20,7 +20,6 @@ import yaml
 from maestro_flux.model.errors import TemplateError
 
 LOGGER = logging.getLogger(__name__)
-SPECROOT_ENV = "MAESTRO_FLUX_SPECROOT"
 STUDY_MARKER = "batch.info"
 
 
@@ -46,22 +45,21 @@ def _spec_root_of(root: Path) -> Path | None:
 
 
 def spec_root(workspace: str | None) -> Path | None:
-    """The directory of the study's spec file, if it can be known."""
-    if os.environ.get(SPECROOT_ENV):
-        return Path(os.environ[SPECROOT_ENV])
+    """The directory of the study's spec file, if the study's output tells it."""
     root = study_root(workspace) if workspace else None
     return _spec_root_of(root) if root else None
 
 
-def resolve_template(file: str, workspace: str | None) -> str:
-    """An absolute template path: relative paths resolve against the spec's directory.
+def resolve_template(file: str, workspace: str | None, known_root: str | None = None) -> str:
+    """An absolute template path: relative paths resolve against the spec's directory
+    (``known_root`` when the caller knows it, as ``render`` does).
 
     Raises TemplateError naming every place looked in, when the file is missing.
     """
     path = Path(os.path.expanduser(file))
     candidates = [path] if path.is_absolute() else []
     if not candidates:
-        base = spec_root(workspace)
+        base = Path(known_root) if known_root else spec_root(workspace)
         candidates = [base / path] if base else []
         if Path.cwd() / path not in candidates:
             candidates.append(Path.cwd() / path)

@@ -1,16 +1,39 @@
-"""Log a message once per process: Maestro rebuilds the adapter every cycle,
-and a study's conductor is one process."""
+"""Messages shown once per study: Maestro rebuilds the adapter two or three times
+per conductor cycle, and a warning about the batch block or a lost broker should
+reach the log once, not every cycle."""
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
-_SEEN: set[tuple[str, str]] = set()
+#: Keys remembered per study; the oldest are forgotten first, so a study of any
+#: size holds a bounded set (a forgotten key can only make a message repeat).
+MAX_KEYS = 4096
 
 
-def log_once(logger: logging.Logger, level: int, key: str, message: str, *args: object) -> None:
-    """Log ``message`` the first time ``key`` is seen by ``logger`` in this process."""
-    if (logger.name, key) in _SEEN:
-        return
-    _SEEN.add((logger.name, key))
-    logger.log(level, message, *args)
+class Notices:
+    """The keys of the messages already shown, at most ``limit`` of them."""
+
+    def __init__(self, limit: int = MAX_KEYS) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is seen (and remembers it)."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        return True
+
+    def log_once(self, logger: logging.Logger, level: int, key: str, message: str,
+                 *args: object) -> None:
+        """Log ``message`` the first time ``key`` is seen by ``logger``."""
+        if self.first(f"{logger.name}\0{key}"):
+            logger.log(level, message, *args)

@@ -1,14 +1,14 @@
 """Flux job states and results, and what Maestro is told about them.
 
 ``job-list`` answers with numeric state and result codes (flux/constants.py);
-these tables are the whole mapping, in the style of PSI/J's _STATE_MAP.
+these tables are the whole mapping, in the style of PSI/J's _STATE_MAP. The
+values name members of Maestro's ``State`` enum; the Maestro side turns a name
+into the member, so this model imports nothing of Maestro's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from maestrowf.abstracts.enums import State
 
 #: Flux state bit -> name, as flux.job.info spells them.
 STATE_NAMES = {1: "NEW", 2: "DEPEND", 4: "PRIORITY", 8: "SCHED", 16: "RUN",
@@ -16,24 +16,24 @@ STATE_NAMES = {1: "NEW", 2: "DEPEND", 4: "PRIORITY", 8: "SCHED", 16: "RUN",
 #: Flux result bit -> name.
 RESULT_NAMES = {1: "COMPLETED", 2: "FAILED", 4: "CANCELED", 8: "TIMEOUT"}
 
-#: Active Flux states -> Maestro State. Maestro only acts on RUNNING and the
+#: Active Flux states -> Maestro State name. Maestro only acts on RUNNING and the
 #: terminal states; the others are shown by ``maestro status``.
 ACTIVE_STATE_MAP = {
-    "NEW": State.PENDING,
-    "DEPEND": State.PENDING,
-    "PRIORITY": State.PENDING,  # the built-in adapter misses this one
-    "SCHED": State.QUEUED,
-    "RUN": State.RUNNING,
-    "CLEANUP": State.FINISHING,
+    "NEW": "PENDING",
+    "DEPEND": "PENDING",
+    "PRIORITY": "PENDING",  # the built-in adapter misses this one
+    "SCHED": "QUEUED",
+    "RUN": "RUNNING",
+    "CLEANUP": "FINISHING",
 }
 
-#: Results of INACTIVE jobs -> Maestro State. TIMEOUT stays distinct because
+#: Results of INACTIVE jobs -> Maestro State name. TIMEOUT stays distinct because
 #: Maestro restarts timed-out steps that have a restart command.
 RESULT_MAP = {
-    "COMPLETED": State.FINISHED,
-    "FAILED": State.FAILED,
-    "CANCELED": State.CANCELLED,
-    "TIMEOUT": State.TIMEDOUT,
+    "COMPLETED": "FINISHED",
+    "FAILED": "FAILED",
+    "CANCELED": "CANCELLED",
+    "TIMEOUT": "TIMEDOUT",
 }
 
 #: Exception types -> a reason a person can act on.
@@ -58,10 +58,11 @@ class JobStatus:
     exception_note: str | None = None
 
     @property
-    def maestro_state(self) -> State:
+    def maestro_state(self) -> str:
+        """The name of the Maestro State this job is in."""
         if self.state != "INACTIVE":
-            return ACTIVE_STATE_MAP.get(self.state, State.UNKNOWN)
-        return RESULT_MAP.get(self.result or "", State.UNKNOWN)
+            return ACTIVE_STATE_MAP.get(self.state, "UNKNOWN")
+        return RESULT_MAP.get(self.result or "", "UNKNOWN")
 
     def reason(self) -> str:
         """One line that says why an inactive job did not complete."""

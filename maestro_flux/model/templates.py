@@ -19,7 +19,6 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from maestro_flux.model.errors import TemplateError
-from maestro_flux.model.notices import log_once
 
 LOGGER = logging.getLogger(__name__)
 COMMAND_VARIABLE = "maestro_command"
@@ -48,10 +47,11 @@ _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newl
 
 
 def _warn_no_colon(path: str, source: str) -> None:
+    # Called when a template is compiled, which _compiled's cache makes once per
+    # version of the file: the warning shows once, and again if the file changes.
     for number, line in enumerate(source.splitlines(), 1):
         if _NO_COLON.match(line):
-            log_once(LOGGER, logging.WARNING, f"nocolon:{path}:{number}",
-                     "maestro-flux: %s line %d: '%s' has no colon, so Flux treats it as a "
+            LOGGER.warning("maestro-flux: %s line %d: '%s' has no colon, so Flux treats it as a "
                      "comment; write '#flux: %s'", path, number, line.strip(),
                      line.strip().lstrip("#").strip()[4:].strip())
 

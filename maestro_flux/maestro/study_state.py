@@ -1,0 +1,139 @@
+"""Everything about a study that outlives one adapter instance, with one owner.
+
+Maestro builds a new adapter two or three times per conductor cycle from the
+batch block alone, so what must last (the broker connections and their timeouts,
+which broker each job went to, the step plans, the warnings already shown, the
+cycle's jobs in flight) lives in a :class:`StudyState`, found through the one
+registry :data:`STUDIES`.
+
+The key: the pipeline (pipeline.py) stamps each study's graph with an id of its
+own, which Maestro hands back in the batch block every time it builds an adapter,
+so two studies in one process never meet, even with identical batch blocks.
+Without the stamp (the pipeline off, or an adapter built by hand, as ``render``
+does) the key is the batch block's content.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from maestro_flux.broker.connection import Broker
+from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.model.notices import Notices
+
+#: The batch-block key under which the pipeline stamps a study's own id.
+STUDY_KEY = "_maestro_flux_study"
+#: Step plans kept per study: a plan is made when Maestro writes a step's script
+#: and used when it submits it, in the same cycle, so a few thousand is plenty.
+MAX_PLANS = 4096
+#: Studies kept per process: a conductor runs one; tests and notebooks run more.
+MAX_STUDIES = 64
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Bounded(Generic[K, V]):
+    """A mapping that forgets its least recently used entries past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return None
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._limit:
+            self._items.popitem(last=False)
+        return value
+
+    def values(self) -> list[V]:
+        return list(self._items.values())
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+@dataclass
+class StudyState:
+    """One study's lasting state (see the module docstring)."""
+
+    key: str
+    notices: Notices = field(default_factory=Notices)
+    plans: Bounded[tuple[str, str], Any] = field(default_factory=lambda: Bounded(MAX_PLANS))
+    #: The spec's directory when the caller knows it (``render``); else read from
+    #: the study's output directory (study_context.py).
+    spec_root: str | None = None
+    #: The conductor cycle under way, if the pipeline opened one (pipeline.py).
+    cycle: Any = None
+    _brokers: dict[str | None, Broker] = field(default_factory=dict)
+
+    def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
+        """This study's Broker for ``uri`` (no connection is opened here)."""
+        broker = self._brokers.get(uri)
+        if broker is None:
+            broker = self._brokers[uri] = Broker(uri, timeout, notices=self.notices)
+        broker.timeout = timeout  # the study's own connect_timeout, read with its block
+        return broker
+
+    def moved_from(self, jobid: int, uri: str | None) -> str | None:
+        """The other broker this study submitted ``jobid`` to, if not ``uri``'s."""
+        for other, broker in self._brokers.items():
+            if other != uri and jobid in broker.submitted:
+                return other or "the system instance"
+        return None
+
+
+def study_key(batch_block: Mapping[str, Any]) -> str:
+    """The registry key of the study an adapter's batch block belongs to."""
+    stamp = batch_block.get(STUDY_KEY)
+    if stamp:
+        return f"study:{stamp}"
+    return "block:" + json.dumps(batch_block, sort_keys=True, default=str)
+
+
+class StudyRegistry:
+    """Every StudyState of this process, by key, the least recently used dropped
+    past ``limit`` (a dropped study only reconnects and repeats its warnings)."""
+
+    def __init__(self, limit: int = MAX_STUDIES) -> None:
+        self._studies: Bounded[str, StudyState] = Bounded(limit)
+        self._lock = threading.Lock()
+        #: Messages about the process rather than a study (the pipeline's state).
+        self.notices = Notices()
+
+    def __len__(self) -> int:
+        return len(self._studies)
+
+    def for_block(self, batch_block: Mapping[str, Any]) -> StudyState:
+        """The state of the study ``batch_block`` (an adapter's kwargs) belongs to."""
+        key = study_key(batch_block)
+        with self._lock:
+            return self._studies.get(key) or self._studies.put(key, StudyState(key))
+
+    def clear(self) -> None:
+        """Forget every study (tests, and the benchmarks between their runs)."""
+        with self._lock:
+            self._studies.clear()
+            self.notices = Notices()
+
+
+#: The one registry of the process's study state.
+STUDIES = StudyRegistry()
