@@ -10,7 +10,7 @@ from maestro_flux.broker.uri import choose_broker
 from maestro_flux.model.batch_options import parse_batch_block
 from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, StepError
-from maestro_flux.model.jobids import canonical, f58_encode, parse_jobid
+from maestro_flux.model.jobids import f58_encode, parse_jobid
 from maestro_flux.model.request import launcher_command
 from maestro_flux.model.resources import step_options, walltime_seconds, wants_nested
 from maestro_flux.model.resources import step_resources as model_of
@@ -21,7 +21,7 @@ from maestro_flux.model.states import (
     JobStatus,
     status_from_listing,
 )
-from maestro_flux.model.urgency import urgency_of
+from maestro_flux.model.urgency import clamp, urgency_of
 
 
 def step_resources(run, nested_default=None):
@@ -197,8 +197,9 @@ def test_every_maestro_priority_has_an_urgency(priority, urgency):
 
 
 def test_guests_are_clamped_to_16():
-    assert urgency_of("expedited", guest=True) == 16
-    assert urgency_of("low", guest=True) == 8
+    assert clamp(urgency_of("expedited"), guest=True) == 16
+    assert clamp(urgency_of("low"), guest=True) == 8
+    assert clamp(urgency_of("expedited"), guest=False) == 31
 
 
 def test_launcher_command_uses_the_model():
@@ -251,7 +252,7 @@ def test_job_ids_round_trip_in_every_plain_form():
     for form in ("11005853696", "0x290000000", "0000.0002.9000.0000",
                  "job.0000.0002.9000.0000", "\u0192HmYssD", "fHmYssD", number):
         assert parse_jobid(form) == number
-        assert canonical(form) == "fHmYssD"
+        assert f58_encode(parse_jobid(form)) == "fHmYssD"
     assert f58_encode(0) == "f1"
     for garbage in ("not-a-job", "f0OIl", "", "0xZZ", "-5"):
         with pytest.raises(ValueError, match="is not a valid Flux jobid"):

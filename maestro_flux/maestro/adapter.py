@@ -163,7 +163,8 @@ class FluxAdapter(SchedulerScriptAdapter):
     def get_header(self, step: Any) -> str:
         """The ``#!`` line and ``#flux:`` directives of a step's script."""
         plan = self._plan(step, os.getcwd())
-        return render_script(self._exec, plan.request, "", self._broker_choice.describe()).rstrip()
+        broker = self._broker_choice.describe()
+        return render_script(self._options.shell, plan.request, "", broker).rstrip()
 
     def get_parallelize_command(self, procs: Any, nodes: Any = None, **kwargs: Any) -> str:
         """``flux run`` for $(LAUNCHER), from the same resource model as the header."""
@@ -179,15 +180,16 @@ class FluxAdapter(SchedulerScriptAdapter):
             if self._problem:
                 raise BatchBlockError(self._problem)
             plan = self._plan(step, ws_path, fresh=True)
-            scripts = {"": render_script(self._exec, plan.request, plan.cmd, broker,
+            scripts = {"": render_script(self._options.shell, plan.request, plan.cmd, broker,
                                          template=plan.template)}
             if plan.restart:
-                scripts["restart."] = render_script(self._exec, plan.request, plan.restart,
+                scripts["restart."] = render_script(self._options.shell, plan.request, plan.restart,
                                                     broker, template=plan.restart_template)
         except (MaestroFluxError, ValueError) as err:
             problem = f"step '{step.name}': {err}"
             LOGGER.error("maestro-flux: %s", problem)
-            scripts = {"": render_script(self._exec, None, step.run["cmd"], broker, problem)}
+            scripts = {"": render_script(self._options.shell, None, step.run["cmd"], broker,
+                                         problem)}
         return scripts
 
     def _write_script(self, ws_path: str, step: Any) -> tuple[bool, str, str | None]:
@@ -232,7 +234,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         environment.update(env or {})
         with open(path) as handle:
             script_text = handle.read()
-        shell = interpreter(script_text, self._exec)
+        shell = interpreter(script_text, self._options.shell)
         jobspec = jobspecs.build_jobspec(request, script_text, path, shell, environment)
         return jobspec, request.resources.urgency, list(request.get("flags", []))
 

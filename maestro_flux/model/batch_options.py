@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,8 +19,6 @@ import jsonschema
 
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.errors import BatchBlockError
-
-LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,3 @@ def parse_jobid(value: int | str, fallback: Callable[[str], int] | None = None) 
         raise ValueError(f"{value} is not a valid Flux jobid")
     return number
 
-
-def canonical(value: int | str, fallback: Callable[[str], int] | None = None) -> str:
-    """The stored form of a job id: ASCII f58."""
-    return f58_encode(parse_jobid(value, fallback))

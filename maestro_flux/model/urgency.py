@@ -38,13 +38,13 @@ def _from_number(value: float) -> int:
     raise StepError(f"'priority' {value!r} is outside 0.0-1.0 (or a Flux urgency 0-31)")
 
 
-def urgency_of(priority: Any, guest: bool = False) -> int:
-    """Flux urgency for a Maestro priority name or number.
+def urgency_of(priority: Any) -> int:
+    """Flux urgency for a Maestro priority name or number (``clamp`` fits it to a
+    guest when the broker is known).
 
     Args:
         priority: None, a name (held, minimal, low, medium, high, expedited,
             any case), a fraction 0.0-1.0, or a whole Flux urgency 0-31.
-        guest: if True, clamp to the most a guest may ask for.
     """
     if priority in (None, ""):
         urgency = URGENCY_DEFAULT
@@ -62,7 +62,7 @@ def urgency_of(priority: Any, guest: bool = False) -> int:
                 raise StepError(f"'priority' {priority!r} is not one of {names}") from None
         else:
             urgency = PRIORITY_URGENCY[name]
-    return clamp(urgency, guest)
+    return clamp(urgency)
 
 
 def clamp(urgency: int | None, guest: bool = False) -> int:
