@@ -36,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--mode", choices=["real", "double"], default="real")
     add("--size", type=int, default=1, help="broker size (flux start --test-size)")
     add("--steps", type=_sizes, default=[200, 1000], help="study sizes, e.g. 200,1000")
+    add("--memory-sizes", type=_sizes, default=[10000],
+        help="larger studies run with maestro-flux alone, for the conductor's peak RSS")
     add("--builtin-sizes", type=_sizes, default=[200],
         help="sizes at which the built-in adapter runs at its defaults (~1 s/step)")
     add("--ids", type=_sizes, default=[1000, 10000], help="check_jobs sizes")

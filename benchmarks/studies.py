@@ -102,8 +102,10 @@ def run_flux_cc(steps: int) -> Row:
                extra={"ok": ok})
 
 
-def study_rows(work: Path, sizes: list[int], builtin_sizes: list[int], real: bool) -> list[Row]:
-    """Every path at every size (the built-in at its defaults only at builtin_sizes)."""
+def study_rows(work: Path, sizes: list[int], builtin_sizes: list[int], real: bool,
+               memory_sizes: list[int] = ()) -> list[Row]:
+    """Every path at every size (the built-in at its defaults only at builtin_sizes), then
+    maestro-flux alone at memory_sizes, for its conductor's peak RSS."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for steps in sizes:
@@ -122,6 +124,9 @@ def study_rows(work: Path, sizes: list[int], builtin_sizes: list[int], real: boo
             rows.append(Row.skipped(f"study {steps} steps", BUILTIN.name,
                                     "not run at this size (about 1 s per step); "
                                     "see --builtin-sizes"))
+    for steps in [size for size in memory_sizes if size not in sizes]:
+        print(f"  study of {steps} steps, maestro-flux alone ...", file=sys.stderr, flush=True)
+        rows.append(run_study(work, steps, OURS))
     return rows + memory_rows(rows)
 
 

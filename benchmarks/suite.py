@@ -18,7 +18,8 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     rows: list[Row] = []
     if args.only != "micro":
         print("end-to-end studies ...", file=sys.stderr, flush=True)
-        rows += study_rows(work / "studies", args.steps, args.builtin_sizes, real)
+        rows += study_rows(work / "studies", args.steps, args.builtin_sizes, real,
+                           args.memory_sizes)
     if args.only != "studies":
         with contextlib.redirect_stdout(io.StringIO()):  # the built-in prints per step
             rows += micro_rows(args, work / "micro", real)
