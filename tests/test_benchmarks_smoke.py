@@ -36,7 +36,8 @@ def test_harness_produces_every_figure_on_the_double(tmp_path):
            if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--mode", "double", "--steps", "3",
-         "--builtin-sizes", "", "--memory-sizes", "5", "--ids", "10,20", "--cancel-ids", "5", "--submit-jobs", "4",
+         "--builtin-sizes", "", "--memory-sizes", "5", "--ids", "10,20", "--cancel-ids", "5",
+         "--submit-jobs", "4",
          "--rounds", "2", "--cycle-ids", "3", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
