@@ -1,13 +1,16 @@
 """Every flux batch option in the batch block reaches the jobspec exactly as
-``flux batch`` would put it there.
+``flux batch`` would put it there, on every supported flux-core.
 
 Each case writes a step script whose header holds the effective directives,
 then builds the jobspec through the adapter. The result must equal what a real
-0.88 ``flux batch --dry-run`` made of the same script (recorded in
-tests/recordings/batch-options.json); in real-broker mode it is also compared
-with a live ``flux batch --dry-run`` of the written script.
+``flux batch --dry-run`` of the mode's version made of the same script (recorded
+in tests/recordings/VERSION/batch-options.json); in real-broker mode it is also
+compared with a live ``flux batch --dry-run`` of the written script. Where the
+bindings have ``from_batch``/``apply_options``, the jobspec built with them and
+the one built with the older calls (broker/apply_options.py) must be the same.
 
-Set MAESTRO_FLUX_RECORD=1 in real-broker mode to rewrite the recording.
+Set MAESTRO_FLUX_RECORD=1 in real-broker mode to rewrite the recording of the
+version on PATH.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import pytest
 from conftest import RECORDINGS
 from helpers import make_step
 
-from maestro_flux.broker import bindings
+from maestro_flux.broker import apply_options, bindings
 from maestro_flux.maestro.adapter import FluxAdapter
 
-RECORDING = RECORDINGS / "batch-options.json"
+pytestmark = pytest.mark.every_version
 NESTED = {"cmd": "$(LAUNCHER) hostname"}
 
 CASES = {
@@ -48,6 +51,13 @@ CASES = {
     "add_file": ({"add-file": ["data.txt", "renamed:0640=data.txt"]}, NESTED),
     "direct_step": ({"queue": "debug", "setattr": {"user.x": 1}, "requires": ["host:foo"],
                      "signal": "@2m"}, {"cmd": "echo plain"}),
+    # Later options win, in flux batch's order: setattr after time-limit and cwd.
+    "setattr_overrides": ({"time-limit": "10m", "setattr": {"system.duration": 5,
+                                                            "user.note": "x"}}, NESTED),
+    "direct_everything": ({"time-limit": "2m", "bank": "b", "job-name": "n",
+                           "output": "o.txt", "dependency": ["afterany:123"],
+                           "setopt": {"verbose": 1}, "rlimit": ["-*", "core=0"],
+                           "add-file": ["data.txt"]}, {"cmd": "echo plain"}),
 }
 
 
@@ -74,6 +84,7 @@ def normalized(jobspec: dict, rlimits: bool) -> dict:
 
 def built(name: str, tmp_path) -> tuple[dict, str]:
     options, run = CASES[name]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "data.txt").write_text("some data\n")
     os.chmod(tmp_path / "data.txt", 0o644)
     adapter = FluxAdapter(type="flux", **options)
@@ -85,6 +96,15 @@ def built(name: str, tmp_path) -> tuple[dict, str]:
     return json.loads(jobspec.dumps()), script
 
 
+def without_times(jobspec: dict) -> dict:
+    """A jobspec with begin-time dependencies' timestamps (now + 1h) blanked."""
+    doc = copy.deepcopy(jobspec)
+    for dep in doc["attributes"]["system"].get("dependencies", []):
+        if dep["scheme"] == "begin-time":
+            dep["value"] = "<time>"
+    return doc
+
+
 def dry_run(script: str, cwd) -> dict:
     env = {k: v for k, v in os.environ.items() if k != bindings.BINDINGS_ENV}
     done = subprocess.run(["flux", "batch", "--dry-run", script], capture_output=True,
@@ -93,8 +113,11 @@ def dry_run(script: str, cwd) -> dict:
     return json.loads(done.stdout)
 
 
-def recorded() -> dict:
-    return json.loads(RECORDING.read_text()) if RECORDING.exists() else {}
+def record(flux_mode, name: str, jobspec: dict) -> None:
+    path = RECORDINGS / flux_mode.version / "batch-options.json"
+    everything = json.loads(path.read_text()) if path.exists() else {}
+    everything[name] = jobspec
+    path.write_text(json.dumps(everything, indent=1, sort_keys=True) + "\n")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -104,15 +127,33 @@ def test_jobspec_is_what_flux_batch_made_of_it(flux_mode, tmp_path, name):
     ours = normalized(jobspec, rlimits)
     if flux_mode.real:
         # A direct step is not a flux batch job; the real bindings' own
-        # from_command + apply_options are its reference.
+        # from_command and setters are its reference.
         nested = CASES[name][1] is NESTED
         theirs = normalized(dry_run(script, tmp_path), rlimits) if nested else ours
         assert ours == theirs
         if os.environ.get("MAESTRO_FLUX_RECORD"):
-            everything = recorded()
-            everything[name] = theirs
-            RECORDING.write_text(json.dumps(everything, indent=1, sort_keys=True) + "\n")
-    assert ours == recorded()[name]
+            record(flux_mode, name, theirs)
+    assert ours == flux_mode.recording("batch-options")[name]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_older_calls_build_the_same_jobspec(flux_mode, tmp_path, monkeypatch, name):
+    """On bindings with from_batch/apply_options: the same case built with them and
+    with the calls flux-python 0.61-0.83 have (from_batch_command, from_command and
+    setters, driven by the option table) gives one jobspec."""
+    JobspecV1 = bindings.bindings().job.JobspecV1
+    if not apply_options.has_modern_api(JobspecV1):
+        pytest.skip(f"flux-core {flux_mode.version}'s bindings have only the older calls, "
+                    "which test_jobspec_is_what_flux_batch_made_of_it checks")
+    newer, _ = built(name, tmp_path / "newer")
+    monkeypatch.setattr(apply_options, "has_modern_api", lambda cls: False)
+    older, _ = built(name, tmp_path / "older")
+    for doc, where in ((newer, "newer"), (older, "older")):
+        # Only the workspace differs between the two builds.
+        text = json.dumps(doc).replace(str(tmp_path / where), "<workspace>")
+        doc.clear()
+        doc.update(json.loads(text))
+    assert without_times(older) == without_times(newer)
 
 
 def test_every_option_of_the_table_is_exercised():
