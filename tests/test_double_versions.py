@@ -16,7 +16,6 @@ import sys
 
 import pytest
 from conftest import RECORDED_VERSIONS, RECORDINGS, ROOT, TESTS
-
 from fluxdouble import jobid as double_jobid
 from fluxdouble import versions
 
