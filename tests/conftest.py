@@ -141,6 +141,11 @@ def pytest_configure(config):
                             "on the double at every recorded flux-core version")
 
 
+#: Which modes to run: "double,real" (the default) or one of them. .ci/run runs the
+#: real mode alone once per extra flux-core prefix.
+MODES = [m for m in os.environ.get("MAESTRO_FLUX_MODES", "double,real").split(",") if m]
+
+
 def pytest_generate_tests(metafunc):
     """Modes: the double at the newest recorded version (at every recorded version for
     ``every_version`` tests), and the real broker on PATH."""
@@ -148,8 +153,19 @@ def pytest_generate_tests(metafunc):
         return
     every = metafunc.definition.get_closest_marker("every_version") is not None
     versions = RECORDED_VERSIONS if every else [NEWEST]
-    params = [f"double-{version}" for version in versions] + ["real"]
+    params = [f"double-{version}" for version in versions] if "double" in MODES else []
+    params += ["real"] if "real" in MODES else []
     metafunc.parametrize("flux_session", params, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With the real mode alone, the tests that need no broker are left out (they ran
+    with the double)."""
+    if "double" in MODES:
+        return
+    kept = [item for item in items if "flux_session" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")
