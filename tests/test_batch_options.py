@@ -22,7 +22,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import RECORDINGS
+from conftest import RECORDED_VERSIONS, RECORDINGS
 from helpers import make_step
 
 from maestro_flux.broker import apply_options, bindings
@@ -202,3 +202,28 @@ def test_every_option_of_the_table_is_exercised():
     # env, env-remove, env-file and flags do not reach the jobspec's recorded
     # parts; tests/test_precedence.py checks them.
     assert set(OPTIONS) - used == {"env", "env-remove", "env-file", "flags"}
+
+
+def test_every_jobspec_keyword_of_the_table_has_a_setter():
+    """The older path is driven by the option table: each keyword an option names is
+    applied by a setter or taken by from_batch_command itself."""
+    from maestro_flux.model.option_table import OPTIONS
+
+    keywords = {option.jobspec for option in OPTIONS.values() if option.jobspec}
+    assert keywords - set(apply_options.SETTERS) - set(apply_options.FACTORY) == set()
+
+
+def test_the_table_keywords_are_from_batch_keywords_as_recorded():
+    """Each keyword is a parameter of from_batch or apply_options, in every recorded
+    version that has them."""
+    from maestro_flux.model.option_table import OPTIONS
+
+    keywords = {option.jobspec for option in OPTIONS.values() if option.jobspec}
+    checked = 0
+    for version in RECORDED_VERSIONS:
+        api = json.loads((RECORDINGS / version / "bindings_api.json").read_text())["JobspecV1"]
+        if api["from_batch"] and api["apply_options"]:
+            accepted = set(re.findall(r"(\w+)=", api["from_batch"] + api["apply_options"]))
+            assert keywords | set(apply_options.SETTERS) <= accepted, version
+            checked += 1
+    assert checked, "no recorded version has from_batch"
