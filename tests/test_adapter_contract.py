@@ -12,6 +12,7 @@ from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, Submissi
 from maestro_flux.broker import bindings, listing
 from maestro_flux.maestro.adapter import FluxAdapter
 
+pytestmark = pytest.mark.every_version
 ASCII_F58 = re.compile(r"^f[1-9A-HJ-NP-Za-km-z]+$")
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
+from conftest import TESTS
 from test_cli import cli
 
+from maestro_flux.broker import bindings
 from maestro_flux.cli.doctor import doctor
 
 
@@ -32,7 +36,9 @@ def test_a_working_broker_gets_every_line_ok(flux_mode):
     assert line(lines, "uri").endswith("(from FLUX_URI environment variable)")
     assert line(lines, "connect") == f"  ok  connect    connected to {flux_mode.uri}"
     assert "level 0, size 2 broker(s), you are the owner" in line(lines, "instance")
-    assert line(lines, "version").startswith("  ok  version    broker 0.88")
+    version = flux_mode.version
+    assert line(lines, "version") == f"  ok  version    broker {version}, bindings {version}"
+    assert f" {version} imports " in line(lines, "bindings")
     assert "none configured" in line(lines, "queues")
     assert "flux-accounting is not loaded" in line(lines, "banks")
     assert lines[-1] == "submission should work"
@@ -76,3 +82,39 @@ def test_the_command_exits_non_zero_without_bindings(tmp_path):
     assert done.returncode == 1
     assert "FAIL  bindings   the Flux Python bindings cannot be imported" in done.stdout
     assert "pip install" in done.stdout
+
+
+def test_bindings_and_broker_of_different_versions_are_one_warning(tmp_path, monkeypatch):
+    """A double broker playing 0.76.0 reached with bindings playing 0.88.0."""
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    proc = subprocess.Popen([sys.executable, "-m", "fluxdouble", f"--rundir={tmp_path}",
+                             "--flux-version=0.76.0"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        monkeypatch.setenv("FLUX_URI", proc.stdout.readline().strip())
+        monkeypatch.setenv(bindings.BINDINGS_ENV, "fluxdouble")
+        monkeypatch.setenv("FLUXDOUBLE_VERSION", "0.88.0")
+        bindings.bindings.cache_clear()
+        status, lines = run()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        bindings.bindings.cache_clear()
+    assert status == 0, lines
+    assert [text for text in lines if text.startswith("warn")] == [
+        "warn  version    broker 0.76.0, bindings 0.88.0: they differ; install "
+        "flux-python==0.76.0 to match the broker"]
+
+
+def test_bindings_below_the_floor_are_one_line_at_first_use(monkeypatch, caplog):
+    monkeypatch.setenv(bindings.BINDINGS_ENV, "fluxdouble")
+    monkeypatch.setattr(bindings, "FLOOR", "0.99.0")
+    bindings.bindings.cache_clear()
+    try:
+        for _ in range(3):  # every use after the first reads the cache: no more lines
+            bindings.bindings()
+    finally:
+        bindings.bindings.cache_clear()
+    found = [r.getMessage() for r in caplog.records if "oldest version" in r.getMessage()]
+    assert found == [f"maestro-flux: flux-python {bindings.loaded_version()} is older than "
+                     "0.99.0, the oldest version maestro-flux is tested on; use flux-core "
+                     "and flux-python 0.99.0 or later"]

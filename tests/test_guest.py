@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import RECORDINGS, TESTS
+from conftest import NEWEST, RECORDINGS, TESTS
 from helpers import make_step, write_and_submit
 
 from maestro_flux.broker import bindings
@@ -39,7 +39,7 @@ def guest_broker(tmp_path, monkeypatch):
 
 
 def test_double_refuses_guests_as_the_recorded_broker_did(guest_broker, tmp_path):
-    recorded = json.loads((RECORDINGS / "guest_submit.json").read_text())
+    recorded = json.loads((RECORDINGS / NEWEST / "guest_submit.json").read_text())
     flux = bindings.bindings()
     handle = bindings.connect(guest_broker)
     js = flux.job.JobspecV1.from_command(["true"])

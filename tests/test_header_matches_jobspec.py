@@ -21,6 +21,7 @@ from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.resources import walltime_seconds
 
+pytestmark = pytest.mark.every_version
 SHAPES = {
     "serial": {"cmd": "echo hi"},
     "threads": {"cmd": "./omp_app", "procs": 4, "cores per task": 2},

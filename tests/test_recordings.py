@@ -1,8 +1,9 @@
-"""The bindings (real or double) answer as the recorded flux-core 0.88 broker did.
+"""The bindings (real or double) answer as the recorded broker of their version did.
 
 Each test drives ``bindings.bindings()``, which is ``flux`` in real mode and
-``fluxdouble`` in double mode, through the situations in
-shared/flux-0.88-recordings and compares the answers with the recording.
+``fluxdouble`` in double mode, through the situations recorded in
+tests/recordings/VERSION/ and compares the answers with the recording of the
+version the mode runs (the double: every recorded version).
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ import os
 import time
 
 import pytest
-from conftest import RECORDINGS
 
 from maestro_flux.broker import bindings, listing, submit
 from maestro_flux.model.jobids import f58_encode, parse_jobid
 from maestro_flux.model.states import status_from_listing
 
-
-def recording(name: str) -> dict:
-    return json.loads((RECORDINGS / f"{name}.json").read_text())
+pytestmark = pytest.mark.every_version
 
 
-def spec(flux, command, cwd, **kwargs):
+def spec(flux, command, cwd, duration=None, **kwargs):
     js = flux.job.JobspecV1.from_command(command, **kwargs)
+    if duration is not None:
+        js.duration = duration  # a setter: from_command takes it only from 0.76 on
     js.cwd = str(cwd)
     js.environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
     return js
@@ -71,7 +71,8 @@ def outcomes(flux_session, tmp_path_factory):
         flux.job.cancel(handle, ids["canceled_running"], "stopped by test")
         flux.job.cancel(handle, ids["canceled_pending"])
         listing = wait_inactive(flux, handle, list(ids.values()))
-        yield {name: listing[jobid] for name, jobid in ids.items()}, ids, handle, flux
+        yield ({name: listing[jobid] for name, jobid in ids.items()}, ids, handle, flux,
+               flux_session)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -80,8 +81,8 @@ def outcomes(flux_session, tmp_path_factory):
 
 @pytest.mark.parametrize("outcome", sorted(OUTCOMES))
 def test_final_state_result_and_returncode_match_recording(outcomes, outcome):
-    listing, _, _, _ = outcomes
-    recorded = recording("final_states")[outcome]
+    listing, _, _, _, mode = outcomes
+    recorded = mode.recording("final_states")[outcome]
     status = status_from_listing(listing[outcome])
     assert status.state == recorded["state"]
     assert status.result == recorded["result"]
@@ -93,10 +94,10 @@ def test_final_state_result_and_returncode_match_recording(outcomes, outcome):
 
 
 def test_raw_listing_has_the_recorded_keys(outcomes):
-    listing, _, _, _ = outcomes
-    raw = {entry["id"]: entry for entry in recording("job_list_raw")["get_jobs"]}
+    listing, _, _, _, mode = outcomes
+    raw = {entry["id"]: entry for entry in mode.recording("job_list_raw")["get_jobs"]}
     recorded_by_name = {name: raw[data["to_dict"]["id"]]
-                        for name, data in recording("final_states").items()}
+                        for name, data in mode.recording("final_states").items()}
     for name, entry in listing.items():
         expected = set(recorded_by_name[name]) - {"name"}
         assert expected <= set(entry), name
@@ -108,8 +109,8 @@ def test_raw_listing_has_the_recorded_keys(outcomes):
     ("kill_inactive", lambda f, h, ids: f.job.kill(h, ids["completed"])),
 ])
 def test_errors_for_inactive_and_unknown_jobs_match_recording(outcomes, case, call):
-    _, ids, handle, flux = outcomes
-    recorded = recording("errors")[case]["error"]
+    _, ids, handle, flux, mode = outcomes
+    recorded = mode.recording("errors")[case]["error"]
     with pytest.raises(OSError) as info:
         call(flux, handle, ids)
     assert type(info.value).__name__ == recorded["type"]
@@ -122,7 +123,7 @@ def test_errors_for_inactive_and_unknown_jobs_match_recording(outcomes, case, ca
     ("connect_bad_scheme", "nosuch://x"),
 ])
 def test_connection_errors_match_recording(flux_mode, case, uri):
-    recorded = recording("errors")[case]["error"]
+    recorded = flux_mode.recording("errors")[case]["error"]
     with pytest.raises(OSError) as info:
         bindings.connect(uri)
     assert type(info.value).__name__ == recorded["type"]
@@ -132,7 +133,7 @@ def test_connection_errors_match_recording(flux_mode, case, uri):
 def test_submit_refusals_match_recording(flux_mode, tmp_path):
     flux = bindings.bindings()
     handle = bindings.connect(flux_mode.uri)
-    errors = recording("errors")
+    errors = flux_mode.recording("errors")
     queued = spec(flux, ["true"], tmp_path)
     queued.queue = "no-such-queue"
     for case, jobspec, urgency in (("submit_unknown_queue", queued, 16),
@@ -147,7 +148,7 @@ def test_submit_refusals_match_recording(flux_mode, tmp_path):
 def test_unsatisfiable_request_is_accepted_then_fails_with_alloc_exception(flux_mode, tmp_path):
     flux = bindings.bindings()
     handle = bindings.connect(flux_mode.uri)
-    recorded = recording("errors")["submit_unsatisfiable"]["after_2s"]
+    recorded = flux_mode.recording("errors")["submit_unsatisfiable"]["after_2s"]
     jobid = submit.submit(handle, spec(flux, ["true"], tmp_path, num_tasks=64, num_nodes=64), 16)
     status = status_from_listing(wait_inactive(flux, handle, [jobid])[jobid])
     assert (status.state, status.result, status.returncode) == (
@@ -177,20 +178,20 @@ def test_jobspec_factories_build_the_recorded_jobspecs(flux_mode):
     built["from_command_1task"].setattr("system.job.name", "named")
     built["from_command_1task"].setattr("user.origin", "yaml")
     built["from_command_1task"].setattr_shell_option("output.stdout.path", "out.{{id}}")
-    recorded = recording("jobspecs")
+    recorded = flux_mode.recording("jobspecs")
     for name, js in built.items():
         assert json.loads(js.dumps()) == recorded[name], name
 
 
 def test_job_id_forms_parse_as_recorded(flux_mode):
-    forms = recording("jobid_forms")
+    forms = flux_mode.recording("jobid_forms")
     number = forms["int"]
     for form in ("dec", "hex", "dothex", "kvs", "f58", "f58plain"):
         assert parse_jobid(forms[form]) == number, form
         assert int(bindings.bindings().job.JobID(forms[form])) == number, form
     assert f58_encode(number, "\u0192") == forms["f58"]
     assert f58_encode(parse_jobid(forms["f58"])) == forms["f58plain"]
-    garbage = recording("errors")["jobid_parse_garbage"]["error"]["str"]
+    garbage = flux_mode.recording("errors")["jobid_parse_garbage"]["error"]["str"]
     with pytest.raises(ValueError, match=garbage):
         bindings.bindings().job.JobID("not-a-job")
 
@@ -198,5 +199,5 @@ def test_job_id_forms_parse_as_recorded(flux_mode):
 def test_words_form_parses_with_real_bindings(flux_mode):
     if not flux_mode.real:
         pytest.skip("the double does not carry flux-core's mnemonic word list")
-    forms = recording("jobid_forms")
+    forms = flux_mode.recording("jobid_forms")
     assert parse_jobid(forms["words"], fallback=bindings.parse_jobid) == forms["int"]

@@ -7,19 +7,28 @@ dry runs and script writing work where flux-python is not installed.
 
 ``MAESTRO_FLUX_BINDINGS`` names a module to use in place of ``flux``; the
 contract tests point it at their test double.
+
+Every flux-python from FLOOR on is supported; what differs between versions is
+found by asking the bindings (apply_options.py), never by comparing versions.
+Bindings older than FLOOR get one warning line at first use.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
+import re
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 from maestro_flux.model.errors import BindingsMissing
 
+LOGGER = logging.getLogger(__name__)
+#: The oldest flux-core/flux-python the suite has passed on (setup.cfg says the same).
+FLOOR = "0.61.2"
 BINDINGS_ENV = "MAESTRO_FLUX_BINDINGS"
 INSTALL_HINT = ("install the bindings that match your broker: run 'flux version' to see "
                 "its version V, then pip install \"flux-python==V\" ply, and make sure "
@@ -41,7 +50,22 @@ def bindings() -> ModuleType:
     except ImportError as err:
         raise BindingsMissing(f"the Flux Python bindings cannot be imported ({err}); "
                               f"{INSTALL_HINT}") from None
+    found = loaded_version(root)
+    if found and below_floor(found):
+        # Once per process: this function's cache makes it so.
+        LOGGER.warning("maestro-flux: flux-python %s is older than %s, the oldest version "
+                       "maestro-flux is tested on; use flux-core and flux-python %s or later",
+                       found, FLOOR, FLOOR)
     return root
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"0.61.2"`` -> ``(0, 61, 2)``; a suffix (``rc1``, ``-12-gabc``) is ignored."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("-")[0])[:3])
+
+
+def below_floor(version: str) -> bool:
+    return version_key(version) < version_key(FLOOR)
 
 
 def bindings_version() -> str | None:
@@ -49,6 +73,28 @@ def bindings_version() -> str | None:
     try:
         return importlib.metadata.version("flux-python")
     except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def loaded_version(module: ModuleType | None = None) -> str | None:
+    """The version of the bindings in use: the stand-in's own ``__version__``, the
+    flux-python distribution's when the module is its file, else the version of the
+    libflux-core they loaded (flux-core's own bindings, on PYTHONPATH)."""
+    module = module or bindings()
+    own = getattr(module, "__version__", None)
+    if own:
+        return str(own)
+    try:
+        dist = importlib.metadata.distribution("flux-python")
+        if os.path.dirname(module.__file__) == os.path.normpath(dist.locate_file("flux")):
+            return dist.version
+    except (importlib.metadata.PackageNotFoundError, TypeError):
+        pass
+    try:
+        raw = importlib.import_module(module.__name__ + ".core.inner").raw
+        text = raw.flux_core_version_string()
+        return text.decode() if isinstance(text, bytes) else str(text)
+    except (ImportError, AttributeError):
         return None
 
 

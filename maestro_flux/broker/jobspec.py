@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from maestro_flux.broker import apply_options
 from maestro_flux.broker.bindings import bindings
+from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.request import JobRequest
 
 
@@ -28,13 +30,9 @@ def _nested_dict(dotted: dict[str, Any]) -> dict[str, Any] | None:
     return tree or None
 
 
-def _dependencies(request: JobRequest) -> list[str] | None:
-    found = list(request.get("dependency", []))
-    if request.get("begin-time"):
-        util = importlib.import_module(bindings().__name__ + ".util")
-        when = util.parse_datetime(request.get("begin-time")).timestamp()
-        found.append(f"begin-time:{when}")
-    return found or None
+def _begin_time(text: str) -> str:
+    util = importlib.import_module(bindings().__name__ + ".util")
+    return f"begin-time:{util.parse_datetime(text).timestamp()}"
 
 
 def _in_workspace(arg: str, cwd: str) -> str:
@@ -48,65 +46,68 @@ def _in_workspace(arg: str, cwd: str) -> str:
     return f"{name}={located}" if sep else f"{os.path.basename(path)}={located}"
 
 
-def _applied(request: JobRequest) -> dict[str, Any]:
-    """Keyword arguments of ``Jobspec.apply_options`` for the request's options."""
+#: How a pass-through option's value becomes its from_batch keyword's value
+#: (the rest go as they are); options that share a keyword accumulate in table order.
+CONVERT: dict[str, Callable[[Any, JobRequest], Any]] = {
+    "begin-time": lambda value, _: [_begin_time(value)],
+    "dependency": lambda value, _: list(value),
+    "requires": lambda value, _: list(value),
+    "setattr": lambda value, _: dict(value) or None,
+    "setopt": lambda value, _: dict(value) or None,
+    "conf": lambda value, _: _nested_dict(dict(value)),
+    "broker-opts": lambda value, _: split_commas(value) or None,
+    "rlimit": lambda value, _: list(value),
+    "add-file": lambda value, request: [_in_workspace(a, request.cwd) for a in value],
+}
+
+
+def batch_keywords(request: JobRequest) -> dict[str, Any]:
+    """``JobspecV1.from_batch`` keywords for the request, one per option of the table
+    that reaches the jobspec (``FluxOption.jobspec``)."""
     res = request.resources
-    return {
-        # The environment is set afterwards from maestro-flux's deny-list policy.
-        "env": ["-*"],
-        "rlimit": list(request.get("rlimit", [])),
-        "time_limit": res.duration or None,
-        "signal": request.get("signal"),
-        "dependency": _dependencies(request),
-        "requires": request.get("requires"),
-        "attributes": dict(request.get("setattr", {})) or None,
-        "shell_options": dict(request.get("setopt", {})) or None,
-        "add_file": [_in_workspace(a, request.cwd) for a in request.get("add-file", [])],
+    keywords: dict[str, Any] = {
+        # The resource model decides these; job name and paths are the request's own.
+        "nslots": res.slots, "nodes": res.nodes, "cores_per_slot": res.cores_per_slot,
+        "gpus_per_slot": res.gpus_per_slot or None, "exclusive": res.exclusive,
+        "time_limit": res.duration or None, "name": request.name, "cwd": request.cwd,
+        "output": request.output, "error": request.error,
+        # The environment is set afterwards from maestro-flux's deny-list policy;
+        # default rlimits propagate, as with flux batch.
+        "env": ["-*"], "rlimit": [],
     }
-
-
-def _batch_jobspec(request: JobRequest, script_text: str) -> Any:
-    res = request.resources
-    return bindings().job.JobspecV1.from_batch(
-        content=script_text, nslots=res.slots, nodes=res.nodes,
-        cores_per_slot=res.cores_per_slot, gpus_per_slot=res.gpus_per_slot or None,
-        exclusive=res.exclusive, broker_opts=split_commas(request.get("broker-opts")) or None,
-        conf=_nested_dict(dict(request.get("conf", {}))), name=request.name,
-        queue=request.get("queue"), bank=request.get("bank"), cwd=request.cwd,
-        output=request.output, error=request.error, **_applied(request))
-
-
-def _direct_jobspec(request: JobRequest, script_path: str, shell: list[str]) -> Any:
-    res = request.resources
-    jobspec = bindings().job.JobspecV1.from_command(
-        [*shell, script_path], num_tasks=1, cores_per_task=res.cores_per_slot,
-        gpus_per_task=res.gpus_per_slot or None, num_nodes=res.nodes, exclusive=res.exclusive)
-    jobspec.apply_options(**_applied(request))
-    jobspec.setattr("system.job.name", request.name)
-    jobspec.cwd = request.cwd
-    jobspec.stdout = request.output
-    jobspec.stderr = request.error
-    if request.get("queue"):
-        jobspec.queue = request.get("queue")
-    if request.get("bank"):
-        jobspec.setattr("system.bank", request.get("bank"))
-    return jobspec
+    for name, option in flux_options.OPTIONS.items():
+        if option.jobspec is None or name not in request.options:
+            continue
+        value = CONVERT.get(name, lambda v, _: v)(request.options[name], request)
+        if isinstance(value, list) and isinstance(keywords.get(option.jobspec), list):
+            value = [*keywords[option.jobspec], *value]
+        keywords[option.jobspec] = value
+    return keywords
 
 
 def build_jobspec(request: JobRequest, script_text: str, script_path: str,
-                  shell: list[str], environment: dict[str, str]) -> Any:
+                  shell: list[str], environment: dict[str, str],
+                  older: bool | None = None) -> Any:
     """A JobspecV1 for the request, built with the bindings' own factories.
 
-    A nested step is ``JobspecV1.from_batch`` (``flux batch``'s own code path:
-    ``from_batch_command`` plus ``apply_options(prog="batch")``); a direct step
-    is ``from_command`` running the written script with ``shell`` (its ``#!``
-    interpreter and arguments), plus
-    ``apply_options``.
+    A nested step is ``JobspecV1.from_batch`` (``flux batch``'s own code path); a
+    direct step is ``from_command`` running the written script with ``shell`` (its
+    ``#!`` interpreter and arguments), with the same keywords applied. Bindings
+    older than 0.84 get the same jobspec through their older calls
+    (apply_options.py); ``older`` forces that path (True) or the newer one (False).
     """
+    keywords = batch_keywords(request)
+    JobspecV1 = bindings().job.JobspecV1
     if request.resources.nested:
-        jobspec = _batch_jobspec(request, script_text)
+        jobspec = apply_options.from_batch(JobspecV1, script_text, keywords, older)
     else:
-        jobspec = _direct_jobspec(request, script_path, shell)
+        res = request.resources
+        resources = {"num_tasks": 1, "cores_per_task": res.cores_per_slot,
+                     "gpus_per_task": res.gpus_per_slot or None, "num_nodes": res.nodes,
+                     "exclusive": res.exclusive}
+        rest = {k: v for k, v in keywords.items() if k not in apply_options.FACTORY}
+        jobspec = apply_options.from_command(JobspecV1, [*shell, script_path], resources,
+                                             rest, older)
     jobspec.environment = environment
     return jobspec
 

@@ -66,9 +66,12 @@ def _bindings(report: Report) -> bool:
     except MaestroFluxError as err:
         report.line("FAIL", "bindings", str(err))
         return False
-    version = bindings.bindings_version() or "unknown version"
+    version = bindings.loaded_version(module) or "unknown version"
     report.facts["bindings"] = version
     report.line("ok", "bindings", f"{module.__name__} {version} imports ({module.__file__})")
+    if version != "unknown version" and bindings.below_floor(version):
+        report.line("warn", "floor", f"flux-python {version} is older than {bindings.FLOOR}, "
+                                     "the oldest version maestro-flux is tested on")
     return True
 
 
@@ -103,12 +106,12 @@ def _instance(broker: Broker, report: Report) -> tuple[list[str], bool]:
     def attr(name: str) -> str:
         return broker.call(lambda h: bindings.attr(h, name))
 
-    version = attr("version")
+    version = attr("version")  # the broker's libflux-core, as 'flux version' prints it
     client = report.facts.get("bindings", "")
-    same = client.split(".")[:2] == version.split(".")[:2]
+    same = client == version
     report.line("ok" if same else "warn", "version",
                 f"broker {version}, bindings {client}" + ("" if same else
-                f": install flux-python=={version} to match the broker"))
+                f": they differ; install flux-python=={version} to match the broker"))
     queues = sorted(broker.call(bindings.config).get("queues") or {})
     plugins = broker.call(bindings.jobtap_plugins)
     accounting = any(ACCOUNTING_PLUGIN in name for name in plugins)

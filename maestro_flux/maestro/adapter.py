@@ -339,7 +339,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         failed = set(bad)
         for text, number in parsed.items():
             error = outcome.get(number)
-            if error is not None and "inactive" not in str(error):
+            if error is not None:  # None: canceled, or had already ended
                 LOGGER.warning("maestro-flux: cannot cancel job %s: %s", text,
                                error.strerror or error)
                 failed.add(text)

@@ -13,6 +13,13 @@ as ``--name=value`` arguments, one flag per value:
 
 ``env-remove`` and ``env-file`` are stored as ``env`` rules (``-PATTERN`` and
 ``^FILE``), exactly as ``flux batch`` does, so their order with ``env`` holds.
+
+``jobspec`` names the keyword of flux-python's ``JobspecV1.from_batch`` (which
+hands what it does not take itself to ``apply_options``) that carries the option
+into the jobspec; broker/apply.py applies each keyword with the calls that every
+supported flux-python has, where ``from_batch``/``apply_options`` are missing.
+None: the option is not part of the jobspec (urgency and flags go with the submit
+request; env rules become the environment through maestro-flux's own policy).
 """
 
 from __future__ import annotations
@@ -34,35 +41,36 @@ class FluxOption:
     kind: str
     short: str | None = None
     minimum: int = 0
+    jobspec: str | None = None
 
 
 OPTIONS: dict[str, FluxOption] = {o.name: o for o in (
-    FluxOption("nodes", COUNT, "N", 1),
-    FluxOption("nslots", COUNT, "n", 1),
-    FluxOption("cores-per-slot", COUNT, "c", 1),
-    FluxOption("gpus-per-slot", COUNT, "g", 0),
-    FluxOption("exclusive", FLAG, "x"),
-    FluxOption("time-limit", SCALAR, "t"),
-    FluxOption("queue", SCALAR, "q"),
-    FluxOption("bank", SCALAR, "B"),
-    FluxOption("job-name", SCALAR),
+    FluxOption("nodes", COUNT, "N", 1, jobspec="nodes"),
+    FluxOption("nslots", COUNT, "n", 1, jobspec="nslots"),
+    FluxOption("cores-per-slot", COUNT, "c", 1, jobspec="cores_per_slot"),
+    FluxOption("gpus-per-slot", COUNT, "g", 0, jobspec="gpus_per_slot"),
+    FluxOption("exclusive", FLAG, "x", jobspec="exclusive"),
+    FluxOption("time-limit", SCALAR, "t", jobspec="time_limit"),
+    FluxOption("queue", SCALAR, "q", jobspec="queue"),
+    FluxOption("bank", SCALAR, "B", jobspec="bank"),
+    FluxOption("job-name", SCALAR, jobspec="name"),
     FluxOption("urgency", COUNT, None, 0),
-    FluxOption("begin-time", SCALAR),
-    FluxOption("dependency", LIST),
-    FluxOption("requires", LIST),
-    FluxOption("setattr", MAPPING, "S"),
-    FluxOption("setopt", MAPPING, "o"),
-    FluxOption("conf", MAPPING),
+    FluxOption("begin-time", SCALAR, jobspec="dependency"),
+    FluxOption("dependency", LIST, jobspec="dependency"),
+    FluxOption("requires", LIST, jobspec="requires"),
+    FluxOption("setattr", MAPPING, "S", jobspec="attributes"),
+    FluxOption("setopt", MAPPING, "o", jobspec="shell_options"),
+    FluxOption("conf", MAPPING, jobspec="conf"),
     FluxOption("env", LIST),
     FluxOption("env-remove", LIST),
     FluxOption("env-file", LIST),
-    FluxOption("rlimit", LIST),
-    FluxOption("broker-opts", LIST),
+    FluxOption("rlimit", LIST, jobspec="rlimit"),
+    FluxOption("broker-opts", LIST, jobspec="broker_opts"),
     FluxOption("flags", LIST),
-    FluxOption("output", SCALAR),
-    FluxOption("error", SCALAR),
-    FluxOption("signal", SCALAR),
-    FluxOption("add-file", LIST),
+    FluxOption("output", SCALAR, jobspec="output"),
+    FluxOption("error", SCALAR, jobspec="error"),
+    FluxOption("signal", SCALAR, jobspec="signal"),
+    FluxOption("add-file", LIST, jobspec="add_file"),
 )}
 
 #: Options of ``flux submit``/``flux run`` that ``flux batch`` rejects.

@@ -21,6 +21,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_URI = "local:///run/flux/local"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the flux-python version being played
+        from fluxdouble import versions
+
+        return versions.get().name
+    raise AttributeError(f"module 'fluxdouble' has no attribute '{name}'")
+
 BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin")
 SSH_HINT = ("Unable to establish clean ssh connection.\n"
             "Hint: Check that shell init files do not write to stdout when non-interactive.")

@@ -26,16 +26,19 @@ def main() -> int:
     parser.add_argument("--queue", action="append", default=[])
     parser.add_argument("--level", type=int, default=0, help="instance-level (nested: > 0)")
     parser.add_argument("--parent-uri", default=None)
+    parser.add_argument("--flux-version", default=None,
+                        help="the recorded flux-core version to answer as (default: "
+                        "$FLUXDOUBLE_VERSION, else the newest)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     rundir = args.rundir or tempfile.mkdtemp(prefix="fluxdouble-")
     os.makedirs(rundir, exist_ok=True)
     broker = Broker(rundir, args.test_size, args.cores_per_node, args.owner, args.queue,
-                    args.parent_uri, args.level)
+                    args.parent_uri, args.level, args.flux_version)
     server = serve(broker)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if command:
-        env = dict(os.environ, FLUX_URI=broker.uri)
+        env = dict(os.environ, FLUX_URI=broker.uri, FLUXDOUBLE_VERSION=broker.version.name)
         return subprocess.call(command, env=env)
     print(broker.uri, flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})

@@ -3,8 +3,8 @@
 It listens on a Unix socket at ``<rundir>/local-0`` (so its URI has the same
 ``local://`` form as Flux's), runs each job's command as a local process, and
 answers the requests maestro-flux makes with the states, results, return
-codes, events and error messages that a flux-core 0.88 broker gives (see
-shared/flux-0.88-recordings). Start it with ``python -m fluxdouble``.
+codes, events and error messages that a flux-core broker of the version it plays
+gives (versions.py; tests/recordings/VERSION/). Start it with ``python -m fluxdouble``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from maestro_flux.model.jobids import f58_encode
+from fluxdouble import versions
+from fluxdouble.jobid import F58_ASCII_PREFIX, f58
 
 STATE = {"NEW": 1, "DEPEND": 2, "PRIORITY": 4, "SCHED": 8, "RUN": 16, "CLEANUP": 32,
          "INACTIVE": 64}
@@ -67,6 +68,37 @@ class Job:
         return "COMPLETED" if self.waitstatus == 0 else "FAILED"
 
 
+def _state_terms(payload: dict) -> list[dict]:
+    states, results = payload.get("states", 0), payload.get("results", 0)
+    if states and results:
+        return [{"or": [{"states": [states]}, {"results": [results]}]}]
+    if states or results:
+        return [{"states" if states else "results": [states or results]}]
+    return []
+
+
+def _constraint(term: dict):
+    """A job predicate for the RFC 31 operators job-list's clients send."""
+    (op, values), = term.items()
+    if op in ("and", "or", "not"):
+        parts = [_constraint(value) for value in values]
+        if op == "and":
+            return lambda job: all(part(job) for part in parts)
+        if op == "or":
+            return lambda job: any(part(job) for part in parts)
+        return lambda job: not any(part(job) for part in parts)
+    if op == "userid":
+        return lambda job: any(v in (job.userid, 0xFFFFFFFF) for v in values)
+    if op == "states":
+        return lambda job: any(STATE[job.state] & v for v in values)
+    if op == "results":
+        return lambda job: job.state == "INACTIVE" and any(RESULT[job.result()] & v
+                                                           for v in values)
+    if op == "name":
+        return lambda job: job.name in values
+    raise RequestError(errno.EINVAL, f"unknown constraint operator: {op}")
+
+
 def _cores(resources: list) -> int:
     total = 0
     for res in resources:
@@ -81,7 +113,9 @@ def _nodes(resources: list) -> int:
 
 class Broker:
     def __init__(self, rundir: str, size: int, cores_per_node: int, owner: int,
-                 queues: list[str], parent_uri: str | None = None, level: int = 0):
+                 queues: list[str], parent_uri: str | None = None, level: int = 0,
+                 version: str | None = None):
+        self.version = versions.get(version)
         self.parent_uri = parent_uri
         self.level = level
         self.rundir = rundir
@@ -113,7 +147,7 @@ class Broker:
             return method(payload, cred)
 
     def rpc_attr_get(self, payload: dict, cred: dict) -> dict:
-        attrs = {"version": "0.88.0", "instance-level": str(self.level),
+        attrs = {"version": self.version.name, "instance-level": str(self.level),
                  "size": str(self.size), "rank": "0", "local-uri": self.uri,
                  "rundir": self.rundir, "security.owner": str(self.owner),
                  "broker.pid": str(os.getpid())}
@@ -121,7 +155,7 @@ class Broker:
             attrs["parent-uri"] = self.parent_uri
         name = payload["name"]
         if name not in attrs:
-            raise RequestError(errno.ENOENT, "No such file or directory")
+            raise RequestError(errno.ENOENT, "ENOENT: No such file or directory")
         return {"value": attrs[name]}
 
     def rpc_config_get(self, payload: dict, cred: dict) -> dict:
@@ -165,9 +199,14 @@ class Broker:
     def rpc_job_list_list(self, payload: dict, cred: dict) -> dict:
         since = payload.get("since", 0.0)
         wanted = set(payload.get("attrs", []))
+        if "constraint" in payload:
+            match = _constraint(payload["constraint"])
+        else:  # the older request form every recorded version still accepts
+            match = _constraint({"and": [{"userid": [payload.get("userid", cred["userid"])]},
+                                         *_state_terms(payload)]})
         jobs = []
         for job in sorted(self.jobs.values(), key=lambda j: -j.t_submit):
-            if job.userid != cred["userid"]:
+            if not match(job):
                 continue
             if job.state == "INACTIVE" and job.t_inactive <= since:
                 continue
@@ -247,8 +286,11 @@ class Broker:
             nodes = job.nodes
             if nodes > self.size or job.cores > self.size * self.cores_per_node:
                 cores = max(1, job.cores // max(1, nodes))
-                self._exception(job, "alloc", f"unsatisfiable request: need {nodes or 1} node(s) "
-                                f"with {cores} cores each, only {self.size} eligible")
+                note = "unsatisfiable request"
+                if self.version.detailed_unsatisfiable_note:
+                    note += (f": need {nodes or 1} node(s) with {cores} cores each, only "
+                             f"{self.size} eligible")
+                self._exception(job, "alloc", note)
                 continue
             if job.cores > self.free_cores or nodes > self.free_nodes:
                 continue
@@ -308,10 +350,10 @@ class Broker:
 
 
 def _expand(template: str, job: Job) -> str:
-    for tag, value in (("{{id.f58plain}}", f58_encode(job.id)), ("{{id.dec}}", str(job.id)),
-                       ("{{id.f58}}", f58_encode(job.id, "\u0192")),
-                       ("{{id}}", f58_encode(job.id, "\u0192")),
-                       ("{{jobid}}", f58_encode(job.id, "\u0192")), ("{{name}}", job.name)):
+    for tag, value in (("{{id.f58plain}}", f58(job.id, F58_ASCII_PREFIX)),
+                       ("{{id.dec}}", str(job.id)), ("{{id.f58}}", f58(job.id)),
+                       ("{{id}}", f58(job.id)), ("{{jobid}}", f58(job.id)),
+                       ("{{name}}", job.name)):
         template = template.replace(tag, value)
     return template
 
@@ -355,7 +397,8 @@ def _nested_broker(job: Job, broker: Broker, system: dict, command: list) -> lis
     initial = [arg.replace("{{tmpdir}}", tmpdir) for arg in args]
     return [sys.executable, "-m", "fluxdouble", f"--rundir={rundir}",
             f"--test-size={max(1, job.nodes)}", f"--cores-per-node={broker.cores_per_node}",
-            f"--level={broker.level + 1}", f"--parent-uri={broker.uri}", "--", *initial]
+            f"--level={broker.level + 1}", f"--parent-uri={broker.uri}",
+            f"--flux-version={broker.version.name}", "--", *initial]
 
 
 def launch(job: Job, broker: Broker) -> subprocess.Popen:
@@ -370,7 +413,7 @@ def launch(job: Job, broker: Broker) -> subprocess.Popen:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(HERE),
                                                       env.get("PYTHONPATH")]))
     env.update(FLUX_URI=broker.uri, FLUX_JOB_ID=str(job.id),
-               FLUX_DOUBLE_PYTHON=sys.executable)
+               FLUX_DOUBLE_PYTHON=sys.executable, **{versions.ENV: broker.version.name})
     stdout = _stream(job, "stdout", cwd, subprocess.DEVNULL)
     stderr = _stream(job, "stderr", cwd, stdout)
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,

@@ -16,7 +16,7 @@ import subprocess
 from urllib.parse import parse_qs, urlparse
 
 import fluxdouble
-from fluxdouble.job import JobID
+from fluxdouble.jobid import JobID
 
 RUNNING = 16  # job state RUN
 

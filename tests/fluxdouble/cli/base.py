@@ -1,7 +1,9 @@
-"""How the double's Jobspec.apply_options reads each option, as flux 0.88 does.
+"""The double's option helpers, named as flux-python names them: flux 0.61-0.83
+keep them in ``flux.cli.base`` (0.84 on: ``flux.job._utils``); the double keeps
+them here for every version. ``JobspecV1.apply_options`` uses them too.
 
 Written from flux's documented behaviour and checked against recordings of
-``flux batch --dry-run`` (tests/recordings/batch-options.json).
+``flux batch --dry-run`` (tests/recordings/VERSION/batch-options.json).
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import signal as signals
 from typing import Any
 from urllib.parse import parse_qs
 
+from fluxdouble import versions
 from fluxdouble.util import parse_fsd
 
 #: Limits flux does not propagate unless asked (flux submit --rlimit).
 NOT_PROPAGATED = ("memlock", "ofile", "msgqueue", "nice", "rtprio", "rttime", "sigpending")
 
 
-def filtered_environment(rules: list[str]) -> dict[str, str]:
-    env = dict(os.environ)
-    for rule in rules:
+def get_filtered_environment(rules: list[str] | None, environ: dict | None = None) -> Any:
+    """The environment the rules make; with the env-expand templates from 0.76 on."""
+    env = dict(os.environ) if environ is None else environ
+    for rule in rules or []:
         if rule.startswith("-"):
             env = {k: v for k, v in env.items() if not fnmatch.fnmatchcase(k, rule[1:])}
         elif "=" in rule:
@@ -29,7 +33,7 @@ def filtered_environment(rules: list[str]) -> dict[str, str]:
             env[name] = os.path.expandvars(value)
         else:
             env.update({k: v for k, v in os.environ.items() if fnmatch.fnmatchcase(k, rule)})
-    return env
+    return env if versions.get().jobspec_api < 76 else (env, {})
 
 
 def _limits(pattern: str) -> dict[str, int]:
@@ -40,10 +44,10 @@ def _limits(pattern: str) -> dict[str, int]:
     return {n[7:].lower(): resource.getrlimit(getattr(resource, n))[0] for n in names}
 
 
-def filtered_rlimits(rules: list[str]) -> dict[str, int]:
+def get_filtered_rlimits(rules: list[str] | None = None) -> dict[str, int]:
     limits = _limits("*")
     steps = [f"-{name}" for name in NOT_PROPAGATED]
-    steps += [part for rule in rules for part in rule.split(",")]
+    steps += [part for rule in rules or [] for part in rule.split(",")]
     for rule in steps:
         if rule.startswith("-"):
             limits = {k: v for k, v in limits.items() if not fnmatch.fnmatchcase(k, rule[1:])}
@@ -58,7 +62,7 @@ def filtered_rlimits(rules: list[str]) -> dict[str, int]:
     return limits
 
 
-def duration(value: Any) -> float:
+def decode_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         return value
     try:
@@ -76,11 +80,11 @@ def _signum(value: str) -> int:
     raise ValueError(f"signal '{value}' is invalid")
 
 
-def signal_option(arg: str) -> dict[str, Any]:
+def parse_signal_option(arg: str) -> dict[str, Any]:
     sig, _, when = arg.partition("@")
     try:
         return {"signum": _signum(sig) if sig else int(signals.SIGUSR1),
-                "timeleft": duration(when) if when else 60}
+                "timeleft": decode_duration(when) if when else 60}
     except ValueError as err:
         raise ValueError(f"--signal={arg}: {err}") from None
 
@@ -94,7 +98,7 @@ def _number(value: str) -> Any:
     return value
 
 
-def dependency(uri: str) -> dict[str, Any]:
+def _dependency(uri: str) -> dict[str, Any]:
     scheme, _, rest = (uri if ":" in uri else uri + ":").partition(":")
     path, _, query = rest.partition("?")
     if not scheme or not path:
@@ -119,14 +123,20 @@ def _term(word: str) -> dict[str, Any]:
     return {"not": [term]} if negate else term
 
 
-def constraint(text: str) -> dict[str, Any]:
+def dependency_array_create(uris: list[str]) -> list[dict[str, Any]]:
+    return [_dependency(uri) for uri in uris]
+
+
+class MiniConstraintParser:
     """RFC 35 constraints for the simple forms (properties, host:, rank:, and-ed)."""
-    terms = [_term(word) for word in text.split()]
-    properties = [v for t in terms if "properties" in t for v in t["properties"]]
-    others = [t for t in terms if "properties" not in t]
-    if properties:
-        others.insert(0, {"properties": properties})
-    return others[0] if len(others) == 1 else {"and": others}
+
+    def parse(self, text: str) -> dict[str, Any]:
+        terms = [_term(word) for word in text.split()]
+        properties = [v for t in terms if "properties" in t for v in t["properties"]]
+        others = [t for t in terms if "properties" not in t]
+        if properties:
+            others.insert(0, {"properties": properties})
+        return others[0] if len(others) == 1 else {"and": others}
 
 
 def file_ref(path: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The double's ``flux.cli``: only ``base``, the option helpers."""

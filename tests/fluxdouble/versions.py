@@ -1,0 +1,46 @@
+"""The flux-core versions the double answers as, and what differs between them.
+
+Each entry is written from the recordings of that version (tests/recordings/
+VERSION/); tests/test_double_versions.py checks the double against them. The
+bindings side reads the version from FLUXDOUBLE_VERSION when a call is made;
+the broker is started with ``--flux-version`` (default: the same variable).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ENV = "FLUXDOUBLE_VERSION"
+DEFAULT = "0.88.0"
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a flux-core release (broker and flux-python) does differently."""
+
+    name: str
+    #: The JobspecV1 generation: 61 (0.61 factories only), 76 (factories take the
+    #: extra keywords and from_nest_command sets exit-timeout), 88 (from_batch,
+    #: from_submit and apply_options).
+    jobspec_api: int
+    #: flux.job.job_list takes constraint= (0.76 on).
+    job_list_constraint: bool
+    #: The alloc exception note of an unsatisfiable request says what was needed.
+    detailed_unsatisfiable_note: bool
+
+
+VERSIONS = {v.name: v for v in (
+    Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False),
+    Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False),
+    Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
+)}
+
+
+def get(name: str | None = None) -> Version:
+    """The named version, else FLUXDOUBLE_VERSION's, else DEFAULT."""
+    name = name or os.environ.get(ENV) or DEFAULT
+    if name not in VERSIONS:
+        raise ValueError(f"fluxdouble: no recorded flux-core {name} (have "
+                         f"{', '.join(VERSIONS)})")
+    return VERSIONS[name]
