@@ -159,19 +159,19 @@ def real_facts(uri: str) -> tuple[str, tuple[str, ...]]:
     return scheduler, tuple(sorted(json.loads(config or "{}").get("queues") or {}))
 
 
-def _start(param: str, tmp: Path) -> FluxMode:
+def _start(param: str, tmp: Path, size: int = 2) -> FluxMode:
     uri_file = tmp / "uri"
     name, _, version = param.partition("-")
     if name == "double":
         env = {bindings.BINDINGS_ENV: "fluxdouble", DOUBLE_VERSION_ENV: version,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS),
                                                            os.environ.get("PYTHONPATH")]))}
-        cmd = [sys.executable, "-m", "fluxdouble", "--test-size=2", f"--rundir={tmp}",
+        cmd = [sys.executable, "-m", "fluxdouble", f"--test-size={size}", f"--rundir={tmp}",
                "--", "sh", "-c", f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
         popen_env = dict(os.environ, **env)
     else:
         env, version = {}, real_flux_version()
-        cmd = ["flux", "start", "--test-size=2", *real_config_options(), "sh", "-c",
+        cmd = ["flux", "start", f"--test-size={size}", *real_config_options(), "sh", "-c",
                f'{START_QUEUES}echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
         popen_env = real_start_env()
     proc = subprocess.Popen(cmd, env=popen_env, start_new_session=True,

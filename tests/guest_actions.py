@@ -60,8 +60,9 @@ def refusals(cwd: str) -> dict:
     jobspec.environment = dict(os.environ)
     found = {}
     for case, kwargs in (("urgency_17", {"urgency": 17}), ("urgency_31", {"urgency": 31}),
-                         ("waitable", {"waitable": True})):
-        found[case] = _outcome(lambda k=kwargs: flux.job.submit(handle, jobspec, **k))
+                         ("waitable", {"waitable": True}), ("novalidate", {"novalidate": True})):
+        found[case] = _outcome(
+            lambda k=kwargs: flux.job.submit_async(handle, jobspec, **k).get_id())
         found[case].pop("ok", None)
     return found
 
@@ -118,10 +119,8 @@ def priorities(workdir: str, *names: str) -> dict:
             "cancel": record.cancel_status.name}
 
 
-def cancel(jobid: str) -> dict:
-    """Cancel one job through the adapter: the record and every line it logged."""
-    from maestro_flux.maestro.adapter import FluxAdapter
-
+def _kept_lines() -> list[str]:
+    """Every line maestro-flux logs at WARNING or above from now on."""
     lines: list[str] = []
 
     class Keep(logging.Handler):
@@ -129,12 +128,47 @@ def cancel(jobid: str) -> dict:
             lines.append(f"{record.levelname}: {record.getMessage()}")
 
     logging.getLogger("maestro_flux").addHandler(Keep(logging.WARNING))
+    return lines
+
+
+def cancel(jobid: str) -> dict:
+    """Cancel one job through the adapter: the record and every line it logged."""
+    from maestro_flux.maestro.adapter import FluxAdapter
+
+    lines = _kept_lines()
     record = FluxAdapter(type="flux").cancel_jobs([jobid])
     return {"code": record.cancel_status.name, "lines": lines}
 
 
+def step(workdir: str, batch: str, run: str) -> dict:
+    """One step (batch block and run keys as JSON) written, submitted and waited for
+    through the adapter: its final state and every line maestro-flux logged."""
+    from maestrowf.abstracts.enums import State
+    from maestrowf.datastructures.core import StudyStep
+
+    from maestro_flux.maestro.adapter import FluxAdapter
+
+    lines = _kept_lines()
+    adapter = FluxAdapter(**{"type": "flux", **json.loads(batch)})
+    one = StudyStep()
+    one.name, one.description = "step", "step"
+    one.run.update(json.loads(run))
+    _, script, _ = adapter.write_script(workdir, one)
+    record = adapter.submit(one, script, workdir)
+    state = None
+    if record.submission_code.name == "OK":
+        ends = {State.FINISHED, State.FAILED, State.CANCELLED, State.TIMEDOUT, State.UNKNOWN}
+        for _ in range(600):
+            state = adapter.check_jobs([record.job_identifier])[1][record.job_identifier]
+            if state in ends:
+                break
+            time.sleep(0.1)
+    return {"submitted": record.submission_code.name, "state": state and state.name,
+            "lines": lines}
+
+
 ACTIONS = {"requests": requests, "refusals": refusals, "submit-sleep": submit_sleep,
-           "priorities": priorities, "cancel": cancel}
+           "priorities": priorities, "cancel": cancel, "step": step}
 
 if __name__ == "__main__":
     print(json.dumps(ACTIONS[sys.argv[1]](*sys.argv[2:])))

@@ -176,6 +176,8 @@ def start_double(tmp: Path, version: str) -> GuestSide:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS),
                                                        os.environ.get("PYTHONPATH")]))}
     owner = os.getuid() + 1
+    me = pwd.getpwuid(os.getuid())
+    env.update(HOME=me.pw_dir, USER=me.pw_name, LOGNAME=me.pw_name)
     proc = subprocess.Popen([sys.executable, "-m", "fluxdouble", f"--rundir={tmp}",
                              f"--owner={owner}", "--test-size=2"],
                             env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
@@ -186,7 +188,7 @@ def start_double(tmp: Path, version: str) -> GuestSide:
     # The double credits a connection to FLUXDOUBLE_USERID, standing in for the
     # peer credentials of another user's process.
     owner_env = {**env, "FLUXDOUBLE_USERID": str(owner)}
-    return GuestSide("double", uri, pwd.getpwuid(os.getuid()), owner, "double", version,
+    return GuestSide("double", uri, me, owner, "double", version,
                      tmp, env, owner_env, _process=proc)
 
 

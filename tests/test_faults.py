@@ -27,7 +27,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def private_broker(flux_mode, tmp_path):
     (tmp_path / "broker").mkdir()
-    mode = _start(flux_mode.name, tmp_path / "broker")
+    # Three nodes: the tests run three one-core jobs at once, which node-exclusive
+    # matching (Fluxion's lonodex, tests/flux-config/production.toml) gives a node each.
+    mode = _start(flux_mode.name, tmp_path / "broker", size=3)
     yield mode
     if mode.process.poll() is None:  # a test may have killed it already
         _stop(mode)

@@ -30,9 +30,17 @@ from maestro_flux.model import jobids, templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
+from maestro_flux.model.guest import guest_flags
 from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
+from maestro_flux.model.refusals import refusal
 from maestro_flux.model.request import JobRequest, job_request, launcher_command
-from maestro_flux.model.resources import StepResources, step_options, step_resources, wants_nested
+from maestro_flux.model.resources import (
+    StepResources,
+    describe,
+    step_options,
+    step_resources,
+    wants_nested,
+)
 from maestro_flux.model.script import interpreter, render_script
 from maestro_flux.model.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.model.urgency import clamp
@@ -210,7 +218,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         except MaestroFluxError as err:
             return self._refused(step, str(err))
         except OSError as err:
-            return self._refused(step, f"Flux refused the job: {err.strerror or err}")
+            return self._refused(step, refusal(err, self._asks(step, cwd)))
         except (ValueError, TypeError) as err:
             return self._refused(step, f"invalid job request: {err}")
         except Exception as err:  # the conductor must survive anything
@@ -218,6 +226,13 @@ class FluxAdapter(SchedulerScriptAdapter):
             return self._refused(step, f"unexpected {type(err).__name__}: {err}")
         LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
         return _records()[0](SubmissionCode.OK, 0, jobid)
+
+    def _asks(self, step: Any, cwd: str) -> str | None:
+        """What the step asks of Flux, in words (None if it cannot be planned)."""
+        try:
+            return describe(self._plan(step, cwd).request.resources)
+        except (MaestroFluxError, ValueError):
+            return None
 
     def _refused(self, step: Any, reason: str) -> Any:
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
@@ -247,7 +262,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         urgency, flags = self._as_submitter(broker, urgency, flags)
         cycle = self._study.cycle
         if cycle is not None:  # the pipeline records the id at the end of the cycle
-            return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker)
+            return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
+                             self._asks(step, cwd))
         return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
 
     def _broker(self) -> Any:
@@ -256,11 +272,12 @@ class FluxAdapter(SchedulerScriptAdapter):
     def _as_submitter(self, broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
         """Urgency and flags within what this submitter may ask of the broker."""
         guest = broker.is_guest()
-        if guest and "waitable" in flags:
-            self._study.notices.log_once(LOGGER, logging.WARNING, "guest-waitable",
-                                         "maestro-flux: the 'waitable' flag is only for the "
-                                         "instance owner; ignored")
-            flags = [flag for flag in flags if flag != "waitable"]
+        if guest:
+            flags, dropped = guest_flags(flags)
+            for flag in dropped:
+                self._study.notices.log_once(LOGGER, logging.WARNING, f"guest-{flag}",
+                                             "maestro-flux: the '%s' flag is only for the "
+                                             "instance owner; ignored", flag)
         return clamp(urgency, guest), flags
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:

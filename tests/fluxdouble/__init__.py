@@ -142,7 +142,10 @@ class Flux:
         self._replies: dict[int, dict] = {}
         self._pending_callbacks: dict[int, Future] = {}
         guest = os.environ.get("FLUX_HANDLE_ROLEMASK") == "2"
-        self._cred = {"userid": os.getuid(), "guest": guest}
+        # FLUXDOUBLE_USERID credits the connection to another user, as the peer
+        # credentials of that user's process would (tests/multiuser.py's owner).
+        userid = int(os.environ.get("FLUXDOUBLE_USERID", os.getuid()))
+        self._cred = {"userid": userid, "guest": guest}
 
     def rpc(self, topic: str, payload: dict | None = None) -> Future:
         self._tag += 1

@@ -179,6 +179,9 @@ class Broker:
         if guest and payload.get("flags", 0) & 4:
             raise RequestError(errno.EINVAL,
                                "only the instance owner can submit with FLUX_JOB_WAITABLE")
+        if guest and payload.get("flags", 0) & 8:  # flux-core job-ingest's job.c
+            raise RequestError(errno.EPERM,
+                               "only the instance owner can submit with FLUX_JOB_NOVALIDATE")
         queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
         if queue is not None and queue not in self.queues:
             raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
@@ -215,7 +218,7 @@ class Broker:
         return {"jobs": jobs[:limit] if limit else jobs}
 
     def _listing(self, job: Job, wanted: set) -> dict:
-        entry = {"id": job.id, "state": STATE[job.state], "name": job.name,
+        entry = {"id": job.id, "userid": job.userid, "state": STATE[job.state], "name": job.name,
                  "urgency": job.urgency, "t_submit": job.t_submit}
         if job.state == "INACTIVE":
             entry["result"] = RESULT[job.result()]
@@ -245,6 +248,9 @@ class Broker:
             raise RequestError(errno.ENOENT, "unknown job id")
         if job.state == "INACTIVE":
             raise RequestError(errno.ENOENT, "job is inactive")
+        if (cred["userid"] != self.owner or cred.get("guest")) and cred["userid"] != job.userid:
+            # flux-core's job-manager raise.c, after the job is found active
+            raise RequestError(errno.EPERM, "guests can only raise exceptions on their own jobs")
         self._exception(job, payload["type"], payload.get("note", ""), payload["severity"])
         return {}
 
