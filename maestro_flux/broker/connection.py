@@ -58,6 +58,9 @@ class Broker:
     #: Ids this Broker submitted: a job the study's current broker does not know
     #: but another Broker submitted was lost with that one (flux_uri_file).
     submitted: set[int] = field(default_factory=set)
+    #: What each job submitted here asked for, in words, until its end is reported:
+    #: a scheduler's "unsatisfiable" note may not say (Fluxion's does not).
+    _asks: dict[int, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -151,10 +154,11 @@ class Broker:
                             self.label)
         return self._guest
 
-    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
+    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = (),
+               asks: str | None = None) -> int:
         """Submit a jobspec and wait for its integer job id."""
         future = self.call(lambda h: submit.submit_async(h, jobspec, urgency, flags))
-        return self.submit_get_id(future)
+        return self.submit_get_id(future, asks)
 
     def submit_async(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
         """Send a submit request without waiting for the id (see maestro/pipeline.py).
@@ -163,11 +167,18 @@ class Broker:
         """
         return submit.submit_async(self.handle(), jobspec, urgency, flags)
 
-    def submit_get_id(self, future: Any) -> int:
-        """The id of a sent job (waits for the answer); remembered as this broker's."""
+    def submit_get_id(self, future: Any, asks: str | None = None) -> int:
+        """The id of a sent job (waits for the answer); remembered as this broker's,
+        with what it asked for (``asks``) until ``asks_of`` reports it."""
         jobid = submit.submit_get_id(future)
         self.submitted.add(jobid)
+        if asks:
+            self._asks[jobid] = asks
         return jobid
+
+    def asks_of(self, jobid: int) -> str | None:
+        """What a job submitted here asked for; forgotten once asked (its end is told)."""
+        return self._asks.pop(jobid, None)
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).

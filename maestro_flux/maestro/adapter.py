@@ -264,7 +264,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if cycle is not None:  # the pipeline records the id at the end of the cycle
             return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
                              self._asks(step, cwd))
-        return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
+        return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
 
     def _broker(self) -> Any:
         return self._study.broker(self._broker_choice.uri, self._options.connect_timeout)
@@ -336,9 +336,11 @@ class FluxAdapter(SchedulerScriptAdapter):
                              "another broker); step marked UNKNOWN", text, broker.label)
             return State.UNKNOWN
         state = State[status.maestro_state]
+        # Forgotten at the end of every job, so the broker keeps it for those in flight only.
+        asks = broker.asks_of(number) if status.state == "INACTIVE" else None
         if state in (State.FAILED, State.TIMEDOUT, State.CANCELLED):
             notices.log_once(LOGGER, logging.WARNING, f"end:{text}",
-                             "maestro-flux: job %s ended: %s", text, status.reason())
+                             "maestro-flux: job %s ended: %s", text, status.reason(asks))
         return state
 
     def cancel_jobs(self, joblist: list) -> Any:

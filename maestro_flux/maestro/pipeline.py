@@ -83,7 +83,7 @@ class Cycle:
         """Each sent job with its ASCII f58 id, or the error the broker answered."""
         for sent in self.sent:
             try:
-                yield sent, jobids.f58_encode(sent.broker.submit_get_id(sent.future))
+                yield sent, jobids.f58_encode(sent.broker.submit_get_id(sent.future, sent.asks))
             except Exception as err:  # refused, or the connection went: one line each
                 yield sent, err
 
