@@ -76,7 +76,8 @@ def built(name: str, tmp_path) -> tuple[dict, str]:
     options, run = CASES[name]
     (tmp_path / "data.txt").write_text("some data\n")
     os.chmod(tmp_path / "data.txt", 0o644)
-    adapter = FluxAdapter(type="flux", **options)
+    # portable: false keeps the queue on this broker without named queues, as flux batch does.
+    adapter = FluxAdapter(type="flux", portable=False, **options)
     step = make_step(name=name, **run)
     _, script, _ = adapter.write_script(str(tmp_path), step)
     text = open(script).read()

@@ -56,9 +56,11 @@ def written(adapter, shape, tmp_path):
     return step, script, json.loads(jobspec.dumps()), urgency
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["queue-kept", "queue-dropped"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_header_reads_back_as_the_jobspec(flux_mode, tmp_path, shape):
-    adapter = FluxAdapter(type="flux", queue="batch", bank="physics")
+def test_header_reads_back_as_the_jobspec(flux_mode, tmp_path, shape, portable):
+    # The test broker has no named queues: portable drops the queue from both.
+    adapter = FluxAdapter(type="flux", queue="batch", bank="physics", portable=portable)
     step, script, jobspec, urgency = written(adapter, shape, tmp_path)
     text = open(script).read()
     resources, opts = resources_from_header(text)
@@ -67,8 +69,11 @@ def test_header_reads_back_as_the_jobspec(flux_mode, tmp_path, shape):
     limit = float(opts.time_limit.rstrip("s")) if opts.time_limit else 0.0
     assert limit == system.get("duration", 0)
     assert walltime_seconds(step.run.get("walltime")) == system.get("duration", 0)
-    assert (opts.queue, opts.bank, opts.job_name) == (system["queue"], system["bank"],
+    assert (opts.queue, opts.bank, opts.job_name) == (system.get("queue"), system["bank"],
                                                       system["job"]["name"])
+    assert opts.queue == (None if portable else "batch")
+    dropped = "# maestro-flux: queue 'batch' dropped: " in text
+    assert dropped == portable
     out = system["shell"]["options"]["output"]
     assert (opts.output, opts.error) == (out["stdout"]["path"], out["stderr"]["path"])
     assert opts.urgency == urgency

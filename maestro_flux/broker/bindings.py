@@ -53,9 +53,17 @@ def bindings_version() -> str | None:
 
 
 def connect(uri: str | None) -> Any:
-    """Open a handle on the broker at ``uri`` (None: FLUX_URI, else the system instance)."""
+    """Open a handle on the broker at ``uri`` (None: FLUX_URI, else the system instance).
+
+    An empty FLUX_URI counts as unset: libflux would read it as a connector named ''.
+    It is removed from this process's environment, so that Flux's default applies.
+    """
     flux = bindings()
-    return flux.Flux(uri) if uri else flux.Flux()
+    if uri:
+        return flux.Flux(uri)
+    if os.environ.get("FLUX_URI") == "":
+        del os.environ["FLUX_URI"]
+    return flux.Flux()
 
 
 def attr(handle: Any, name: str) -> str:

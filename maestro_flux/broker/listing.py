@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-
 LIST_ATTRS = ["state", "result", "waitstatus", "exception_occurred", "exception_type",
               "exception_note"]
 
