@@ -81,16 +81,6 @@ def resolve_uri(target: str) -> str:
     return str(bindings().uri.FluxURIResolver().resolve(target))
 
 
-def config(handle: Any) -> dict:
-    """The instance's configuration (``flux config get``), queues included."""
-    return handle.rpc("config.get").get()
-
-
-def jobtap_plugins(handle: Any) -> list[str]:
-    """Names of the job-manager plugins loaded (``flux jobtap list``)."""
-    return list(handle.rpc("job-manager.jobtap", {"query_only": True}).get()["plugins"])
-
-
 def parse_jobid(text: str) -> int:
     """Any id form ``flux.job.JobID`` parses (used for the mnemonic words form)."""
     return int(bindings().job.JobID(text))

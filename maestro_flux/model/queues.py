@@ -98,6 +98,17 @@ def fit_queue(options: Mapping[str, Any], queues: BrokerQueues, broker: str,
                           "(batch.portable: false keeps it)", dropped=queue)
 
 
+def queue_policy(queues: BrokerQueues, portable: bool = True) -> str:
+    """What happens to a step's queue on this broker, in one phrase (doctor, render)."""
+    if not queues.known:
+        return "a queue is submitted as written"
+    if queues.names:
+        return "a queue not among them refuses the step"
+    if portable:
+        return "a queue is dropped, with one warning (batch.portable: false keeps it)"
+    return "a queue is kept (batch.portable: false) and Flux refuses it"
+
+
 def dropped_warning(queue: str, broker: str) -> str:
     """The one warning per study about a dropped queue."""
     return (f"maestro-flux: queue '{queue}' dropped from every step that asks for it: "

@@ -117,7 +117,8 @@ class Flux:
     """A handle on a double broker, over ``local://`` or ``ssh://``."""
 
     def __init__(self, uri: str | None = None):
-        uri = uri or os.environ.get("FLUX_URI") or DEFAULT_URI
+        # As libflux: an empty FLUX_URI is read as a connector named ''.
+        uri = uri or os.environ.get("FLUX_URI", DEFAULT_URI)
         scheme, sep, path = uri.partition("://")
         self.uri = uri
         self._link = None
@@ -137,7 +138,7 @@ class Flux:
 
     def rpc(self, topic: str, payload: dict | None = None) -> Future:
         self._tag += 1
-        message = {"topic": topic, "payload": payload or {}, "matchtag": self._tag,
+        message = {"topic": topic, "payload": payload, "matchtag": self._tag,
                    "cred": self._cred}
         try:
             self._wfile.write((json.dumps(message) + "\n").encode())
