@@ -50,6 +50,8 @@ def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ..
         env = {k: v for k, v in os.environ.items() if k not in (bindings.BINDINGS_ENV,
                                                                    "FLUX_URI")}
         conf = _real_config(tmp, size, queues, gpus)
+        if queues:  # a test instance's named queues start with scheduling stopped
+            body[2] = f"flux queue start --all --quiet && {body[2]}"
         cmd = ["flux", "start", f"--test-size={size}", f"-o,--config-path={conf}", *body]
     else:
         env = {**os.environ, **mode.env}
