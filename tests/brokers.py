@@ -21,6 +21,11 @@ from conftest import TESTS, FluxMode, _stop, _wait_for_file
 from maestro_flux.broker import bindings
 
 
+def _ids(count: int) -> str:
+    # An idset: flux R encode reads "0-0" as no ids at all.
+    return "0" if count == 1 else f"0-{count - 1}"
+
+
 def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Path:
     conf = tmp / "conf"
     conf.mkdir()
@@ -30,9 +35,9 @@ def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Pa
         text += f'[policy.jobspec.defaults.system]\nqueue = "{queues[0]}"\n'
         (conf / "queues.toml").write_text(text)
     if gpus:
-        cores = f"0-{(os.cpu_count() or 1) - 1}"
-        R = subprocess.run(["flux", "R", "encode", f"--ranks=0-{size - 1}", f"--cores={cores}",
-                            f"--gpus=0-{gpus - 1}"], capture_output=True, text=True, check=True)
+        R = subprocess.run(["flux", "R", "encode", f"--ranks={_ids(size)}",
+                            f"--cores={_ids(os.cpu_count() or 1)}", f"--gpus={_ids(gpus)}"],
+                           capture_output=True, text=True, check=True)
         (conf / "R.json").write_text(R.stdout)
         (conf / "resource.toml").write_text(
             f'[resource]\nnoverify = true\npath = "{conf / "R.json"}"\n')
