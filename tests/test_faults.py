@@ -106,7 +106,8 @@ def test_a_killed_broker_leaves_the_conductor_running_with_every_job_id(
 
 def test_refused_submissions_fail_their_step_with_the_brokers_reason_only(
         flux_mode, private_broker, tmp_path):
-    batch = ("  profiles:\n    badqueue: {queue: no-such-queue}\n"
+    # portable: false submits the queue, so that the broker's own refusal is seen.
+    batch = ("  portable: false\n  profiles:\n    badqueue: {queue: no-such-queue}\n"
              "    huge: {nodes: 64, nested: true}\n"
              "  steps: {\"bad*\": badqueue, \"huge*\": huge}\n")
     steps = {"good": "echo fine > fine.txt", "badq": "echo never", "hugestep": "echo never"}

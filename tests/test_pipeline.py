@@ -85,7 +85,7 @@ def test_a_step_that_cannot_be_sent_goes_through_maestros_own_submit(submit_call
 
 def test_steps_the_broker_refuses_fail_as_with_one_submit_each(submit_calls, tmp_path, caplog):
     graph = graph_of([make_step(f"s{i}", cmd="true") for i in range(3)], tmp_path,
-                     queue="no-such-queue")
+                     queue="no-such-queue", portable=False)  # the broker refuses it
     assert graph.execute_ready_steps() == StudyStatus.FAILURE
     assert sorted(submit_calls) == ["s0", "s1", "s2"]
     assert "'no-such-queue' is not a valid queue" in caplog.text
