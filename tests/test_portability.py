@@ -218,3 +218,36 @@ def test_jobs_missing_from_job_list_end_unknown_after_the_grace(flux_mode, tmp_p
         assert ("job-list has not listed it within the grace period of 0.5s after its "
                 "submission") in caplog.text
         broker_module.forget_brokers()
+
+
+# -- doctor and render say which rules apply here ---------------------------------------
+def test_doctor_lists_the_named_queues_and_as_a_guest_says_banks_cannot_be_told(
+        flux_mode, tmp_path, monkeypatch):
+    from test_doctor import line, run, spec_with
+
+    spec = spec_with(tmp_path, "  type: flux\n  queue: pdebugg\n  bank: guests")
+    with extra_broker(flux_mode, tmp_path / "broker", queues=("pdebug", "pbatch")) as named:
+        monkeypatch.setenv("FLUX_URI", named.uri)
+        monkeypatch.setenv("FLUX_HANDLE_ROLEMASK", "0x2")  # a guest's connection
+        status, lines = run(spec)
+    assert status == 1
+    assert line(lines, "queues") == ("  ok  queues     pbatch, pdebug; default pdebug (from "
+                                     "config.get): a queue not among them refuses the step")
+    assert line(lines, "queue") == (f"FAIL  queue      batch.queue: queue 'pdebugg' does not "
+                                    f"exist on {named.uri}; its queues are: pbatch, pdebug")
+    assert line(lines, "bank").startswith(
+        f"warn  bank       'guests' is kept in the jobspec; whether {named.uri} checks it is "
+        "unknown: job-manager.jobtap refused (Request requires owner credentials: a guest "
+        "cannot ask it)")
+
+
+def test_render_says_what_happens_to_the_queue_and_bank_here(flux_mode, tmp_path):
+    env = {**os.environ, **flux_mode.env}
+    done = cli("render", str(PRODUCTION), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (f"queues on {flux_mode.uri}: none configured (one anonymous queue): a queue is "
+            "dropped, with one warning (batch.portable: false keeps it)") in done.stdout
+    assert (f"bank: 'guests' is kept in the jobspec; {flux_mode.uri} does not run "
+            "flux-accounting, so Flux accepts and ignores it") in done.stdout
+    assert done.stdout.count("# maestro-flux: queue 'pdebug' dropped:") == 2
+    assert "#flux: --queue" not in done.stdout and done.stdout.count("bank: guests") == 2

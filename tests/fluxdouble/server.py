@@ -141,8 +141,12 @@ class Broker:
             raise RequestError(errno.EPERM, "Request requires owner credentials")
 
     def rpc_config_get(self, payload: dict | None, cred: dict) -> dict:
-        # Guests get the whole configuration too.
-        return {"queues": {q: {} for q in self.queues}} if self.queues else {}
+        # Guests get the whole configuration too. The first queue is the default, as
+        # tests/brokers.py configures a real instance with named queues.
+        if not self.queues:
+            return {}
+        return {"queues": {q: {} for q in self.queues},
+                "policy": {"jobspec": {"defaults": {"system": {"queue": self.queues[0]}}}}}
 
     def rpc_job_manager_queue_list(self, payload: dict | None, cred: dict) -> dict:
         return {"queues": list(self.queues)}
