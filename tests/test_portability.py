@@ -251,3 +251,24 @@ def test_render_says_what_happens_to_the_queue_and_bank_here(flux_mode, tmp_path
             "flux-accounting, so Flux accepts and ignores it") in done.stdout
     assert done.stdout.count("# maestro-flux: queue 'pdebug' dropped:") == 2
     assert "#flux: --queue" not in done.stdout and done.stdout.count("bank: guests") == 2
+
+
+# -- nothing raises into the conductor ---------------------------------------------------
+def test_an_unexpected_error_while_polling_or_canceling_is_a_logged_safe_state(
+        flux_mode, tmp_path, monkeypatch, caplog):
+    adapter = FluxAdapter(type="flux")
+    jobid, _ = write_and_submit(adapter, make_step(cmd="true"), tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(broker_module.Broker, "statuses", broken)
+    monkeypatch.setattr(broker_module.Broker, "cancel", broken)
+    code, states = adapter.check_jobs([jobid, "f1111111"])
+    assert code.name == "OK" and states == {jobid: State.NOTFOUND, "f1111111": State.NOTFOUND}
+    record = adapter.cancel_jobs([jobid])
+    assert record.cancel_status.name == "ERROR" and record.return_code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["maestro-flux: cannot poll 2 job(s): unexpected RuntimeError: a bug; they "
+                      "keep their state and are polled again next cycle",
+                      "maestro-flux: cannot cancel 1 job(s): unexpected RuntimeError: a bug"]
