@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import NEWEST, RECORDINGS, TESTS
+from brokers import NEWEST, RECORDINGS, TESTS
 from helpers import make_step, write_and_submit
 
 from maestro_flux.broker import bindings
