@@ -12,8 +12,9 @@ Pure bookkeeping, bounded in size: the clock is passed in.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from maestro_flux.model.bounded import Bounded
 
 #: Seconds after its submission that a job missing from job-list is still
 #: reported PENDING. job-list usually catches up within a second, even after
@@ -31,19 +32,19 @@ class ListingGrace:
 
     grace: float = LISTING_GRACE
     limit: int = MAX_REMEMBERED
-    _submitted: OrderedDict[int, float] = field(default_factory=OrderedDict)
+    _submitted: Bounded[int, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._submitted = Bounded(self.limit)
 
     def submitted(self, jobid: int, now: float) -> None:
         """Remember that the broker accepted ``jobid`` at ``now``."""
-        self._submitted[jobid] = now
-        self._submitted.move_to_end(jobid)
-        while len(self._submitted) > self.limit:
-            self._submitted.popitem(last=False)
+        self._submitted.put(jobid, now)
 
     def listed(self, jobids: object) -> None:
         """Forget ids job-list has listed: they no longer need the grace."""
         for jobid in jobids:
-            self._submitted.pop(jobid, None)
+            self._submitted.pop(jobid)
 
     def waiting(self, jobid: int, now: float) -> bool:
         """True if ``jobid`` is ours and still within its grace period."""
