@@ -6,6 +6,7 @@ import time
 
 from maestrowf.abstracts.enums import State
 from maestrowf.datastructures.core import StudyStep
+from maestrowf.datastructures.core.executiongraph import SOURCE, ExecutionGraph
 
 from maestro_flux.maestro.adapter import FluxAdapter
 
@@ -38,3 +39,15 @@ def wait_for(adapter: FluxAdapter, jobid: str, states=TERMINAL, timeout: float =
             return found[jobid]
         time.sleep(0.1)
     raise AssertionError(f"job {jobid} did not reach {states} in {timeout}s")
+
+
+def graph_of(steps, tmp_path, **batch) -> ExecutionGraph:
+    """An ExecutionGraph of independent steps with a flux batch block, as Maestro stages it."""
+    graph = ExecutionGraph()
+    graph.add_description("pipeline", "steps sent together")
+    graph.set_adapter({"type": "flux", **batch})
+    graph.add_node(SOURCE, None)  # as Maestro's Study.stage does
+    for step in steps:
+        graph.add_step(step.name, step, str(tmp_path / step.name), 0)
+        graph.add_connection(SOURCE, step.name)
+    return graph

@@ -29,18 +29,17 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import (
+from brokers import (
     ROOT,
     START_QUEUES,
     TESTS,
-    _wait_for_file,
-    real_config_options,
+    real_config,
     real_start_env,
     sched_prefix,
+    wait_for_file,
 )
 
 from maestro_flux.broker import bindings
@@ -52,7 +51,7 @@ GUEST_PYTHON_ENV = "MAESTRO_FLUX_GUEST_PYTHON"
 ACTIONS = TESTS / "guest_actions.py"
 
 
-def _users() -> tuple[str, str]:
+def users() -> tuple[str, str]:
     owner, _, guest = os.environ.get(USERS_ENV, "fluxowner:fluxguest").partition(":")
     return owner, guest
 
@@ -92,7 +91,7 @@ def why_not() -> str | None:
         return f"no real multi-user instance: {prefix} was built without flux-security"
     if os.geteuid() != 0:
         return "no real multi-user instance: acting as its owner and guest needs root"
-    for user in _users():
+    for user in users():
         try:
             pwd.getpwnam(user)
         except KeyError:
@@ -221,13 +220,12 @@ def start_multiuser(tmp: Path) -> GuestSide:
     """A real ``flux start --test-size=2`` owned by the owner user, with guests allowed."""
     prefix = Path(os.environ[PREFIX_ENV])
     version = _flux_version(prefix)["libflux-core"]
-    owner, guest = (pwd.getpwnam(name) for name in _users())
+    owner, guest = (pwd.getpwnam(name) for name in users())
     os.chmod(tmp, 0o755)
     venv = _guest_venv(tmp, version)
     conf = _instance_config(tmp, imp_path(prefix))
-    extra = real_config_options()
-    if extra:  # the session's configuration too (queues, Fluxion's policies): a directory
-        given = Path(extra[0].split("=", 1)[1])
+    given = real_config()
+    if given:  # the session's configuration too (queues, Fluxion's policies): a directory
         for path in ([given] if given.is_file() else sorted(given.glob("*.toml"))):
             shutil.copy(path, conf / path.name)
     # The owner writes the URI here; the guest's socket directory is opened up by the
@@ -253,7 +251,7 @@ def start_multiuser(tmp: Path) -> GuestSide:
             f"-o,--config-path={conf}", "sh", "-c", body]
     proc = subprocess.Popen(argv, cwd=ownerdir, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = _wait_for_file(uri_file, proc)
+    uri = wait_for_file(uri_file, proc)
     env = {**user_env(guest), "FLUX_URI": uri}
     owner_env = {**user_env(owner), "FLUX_URI": uri}
     actions = tmp / "guest_actions.py"
@@ -281,7 +279,3 @@ def stop(side: GuestSide) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-
-
-def new_tmp(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"mf-{name}-"))

@@ -22,7 +22,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import RECORDED_VERSIONS, RECORDINGS
+from brokers import RECORDED_VERSIONS, RECORDINGS
 from helpers import make_step
 
 from maestro_flux.broker import apply_options, bindings
@@ -88,7 +88,8 @@ def built(name: str, tmp_path) -> tuple[dict, str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "data.txt").write_text("some data\n")
     os.chmod(tmp_path / "data.txt", 0o644)
-    adapter = FluxAdapter(type="flux", **options)
+    # portable: false keeps the queue on this broker without named queues, as flux batch does.
+    adapter = FluxAdapter(type="flux", portable=False, **options)
     step = make_step(name=name, **run)
     _, script, _ = adapter.write_script(str(tmp_path), step)
     text = open(script).read()

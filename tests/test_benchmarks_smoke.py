@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from brokers import ROOT
 
 OURS = {"study 3 steps": "maestro-flux",
         "conductor peak RSS, 3 steps": "maestro-flux",

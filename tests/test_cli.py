@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from brokers import ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TESTS
+from brokers import TESTS
 from test_cli import cli
 
 from maestro_flux.broker import bindings
@@ -39,16 +39,32 @@ def test_a_working_broker_gets_every_line_ok(flux_mode):
     version = flux_mode.version
     assert line(lines, "version") == f"  ok  version    broker {version}, bindings {version}"
     assert f" {version} imports " in line(lines, "bindings")
-    assert "none configured" in line(lines, "queues")
-    assert "flux-accounting is not loaded" in line(lines, "banks")
+    assert line(lines, "queues") == ("  ok  queues     none configured (one anonymous queue) "
+                                     "(from config.get): a queue is dropped, with one warning "
+                                     "(batch.portable: false keeps it)")
+    assert line(lines, "banks").startswith("  ok  banks      flux-accounting is not loaded "
+                                           "(job-manager.jobtap)")
     assert lines[-1] == "submission should work"
 
 
-def test_a_queue_the_instance_lacks_fails_and_says_what_to_do(flux_mode, tmp_path):
-    status, lines = run(spec_with(tmp_path, "  type: flux\n  queue: batchq\n  bank: b1"))
+def test_a_production_queue_is_dropped_here_and_the_bank_kept(flux_mode, tmp_path):
+    status, lines = run(spec_with(tmp_path, "  type: flux\n  queue: pdebug\n  bank: guests"))
+    assert status == 0, lines
+    assert line(lines, "queue") == (
+        f"warn  queue      batch.queue: queue 'pdebug' dropped: {flux_mode.uri} has no named "
+        "queues (batch.portable: false keeps it); steps still run")
+    assert line(lines, "bank") == (
+        f"  ok  bank       'guests' is kept in the jobspec; {flux_mode.uri} does not run "
+        "flux-accounting, so Flux accepts and ignores it")
+
+
+def test_portable_false_keeps_the_queue_and_fails_where_flux_would_refuse_it(flux_mode,
+                                                                           tmp_path):
+    status, lines = run(spec_with(tmp_path, "  type: flux\n  portable: false\n"
+                                            "  profiles: {p: {queue: pdebug}}"))
     assert status == 1
-    assert line(lines, "queue").startswith("FAIL") and "remove batch.queue" in line(lines, "queue")
-    assert line(lines, "bank").startswith("warn") and "'b1' is ignored" in line(lines, "bank")
+    assert line(lines, "queue").startswith("FAIL  queue      batch.profiles.p.queue: queue "
+                                           "'pdebug' kept although")
 
 
 def test_an_unreachable_uri_fails_naming_it(flux_mode, tmp_path):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECORDED_VERSIONS, RECORDINGS, ROOT, TESTS
+from brokers import RECORDED_VERSIONS, RECORDINGS, ROOT, TESTS
 from fluxdouble import jobid as double_jobid
 from fluxdouble import versions
 

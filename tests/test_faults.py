@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _start, _stop
+from brokers import start_broker, stop_broker
 from helpers import make_step, wait_for
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State
 from test_studies_end_to_end import maestro, state_of, study_env
@@ -24,15 +24,16 @@ from maestro_flux.model.states import STATE_NAMES
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest.fixture
 def private_broker(flux_mode, tmp_path):
     (tmp_path / "broker").mkdir()
     # Three nodes: the tests run three one-core jobs at once, which node-exclusive
     # matching (Fluxion's lonodex, tests/flux-config/production.toml) gives a node each.
-    mode = _start(flux_mode.name, tmp_path / "broker", size=3)
+    mode = start_broker(flux_mode.param, tmp_path / "broker", size=3)
     yield mode
     if mode.process.poll() is None:  # a test may have killed it already
-        _stop(mode)
+        stop_broker(mode)
 
 
 @pytest.fixture
@@ -109,7 +110,8 @@ def test_a_killed_broker_leaves_the_conductor_running_with_every_job_id(
 
 def test_refused_submissions_fail_their_step_with_the_brokers_reason_only(
         flux_mode, private_broker, tmp_path):
-    batch = ("  profiles:\n    badqueue: {queue: no-such-queue}\n"
+    # portable: false submits the queue, so that the broker's own refusal is seen.
+    batch = ("  portable: false\n  profiles:\n    badqueue: {queue: no-such-queue}\n"
              "    huge: {nodes: 64, nested: true}\n"
              "  steps: {\"bad*\": badqueue, \"huge*\": huge}\n")
     steps = {"good": "echo fine > fine.txt", "badq": "echo never", "hugestep": "echo never"}
@@ -202,7 +204,7 @@ def test_a_study_moved_to_a_new_broker_resubmits_what_the_old_one_lost(
     os.killpg(private_broker.process.pid, signal.SIGKILL)
     private_broker.process.wait(timeout=30)
     (tmp_path / "second").mkdir()
-    second = _start(flux_mode.name, tmp_path / "second")
+    second = start_broker(flux_mode.param, tmp_path / "second")
     try:
         uri_file.write_text(second.uri + "\n")
         wait_until(lambda: not conductor_alive(outdir), timeout=180, what="the study to end")
@@ -212,4 +214,4 @@ def test_a_study_moved_to_a_new_broker_resubmits_what_the_old_one_lost(
         log = (outdir / "logs" / "fault.log").read_text()
         assert log.count("step resubmitted there") == 2
     finally:
-        _stop(second)
+        stop_broker(second)

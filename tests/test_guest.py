@@ -11,7 +11,7 @@ import os
 import pwd
 import shutil
 
-from conftest import NEWEST, RECORDINGS, TESTS
+from brokers import NEWEST, RECORDINGS, TESTS
 
 #: Each priority name, and the urgency a guest's job gets: the documented table
 #: (docs/pages/reference.md), capped at 16 as the broker demands of guests.

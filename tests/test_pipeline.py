@@ -13,27 +13,16 @@ import time
 
 import dill
 import pytest
-from helpers import make_step
+from helpers import graph_of, make_step
 from maestrowf.abstracts.enums import State, StudyStatus
 from maestrowf.datastructures.core import executiongraph
-from maestrowf.datastructures.core.executiongraph import SOURCE, ExecutionGraph
+from maestrowf.datastructures.core.executiongraph import ExecutionGraph
 
 from maestro_flux.broker import listing
 from maestro_flux.broker.connection import Broker
 from maestro_flux.maestro import pipeline
 from maestro_flux.maestro.study_state import STUDY_KEY
 from maestro_flux.model import jobids
-
-
-def graph_of(steps, tmp_path, **batch) -> ExecutionGraph:
-    graph = ExecutionGraph()
-    graph.add_description("pipeline", "steps sent together")
-    graph.set_adapter({"type": "flux", **batch})
-    graph.add_node(SOURCE, None)  # as Maestro's Study.stage does
-    for step in steps:
-        graph.add_step(step.name, step, str(tmp_path / step.name), 0)
-        graph.add_connection(SOURCE, step.name)
-    return graph
 
 
 @pytest.fixture
@@ -51,8 +40,8 @@ def broker_calls(flux_mode, monkeypatch):
         calls["async"].append(args)
         return submit_async(self, *args, **kwargs)
 
-    def counted_id(self, future):
-        jobid = get_id(self, future)
+    def counted_id(self, future, *rest):
+        jobid = get_id(self, future, *rest)
         calls["ids"].append(jobids.f58_encode(jobid))
         return jobid
 
@@ -102,7 +91,8 @@ def test_a_step_that_cannot_be_built_fails_through_maestros_own_path(broker_call
 
 def test_steps_the_broker_refuses_fail_with_their_subtree(broker_calls, tmp_path, caplog):
     first, second = make_step("s0", cmd="true"), make_step("s1", cmd="true")
-    graph = graph_of([first, second], tmp_path, queue="no-such-queue")
+    graph = graph_of([first, second], tmp_path, queue="no-such-queue",
+                     portable=False)  # kept, so the broker refuses it
     child = make_step("child", cmd="true")
     graph.add_step("child", child, str(tmp_path / "child"), 0)
     graph.add_connection("s0", "child")

@@ -26,7 +26,9 @@ STEP = {"cmd": "$(LAUNCHER) hostname", "procs": 2}
 
 def submitted(tmp_path, batch: dict, run: dict | None = None, name: str = "train1"):
     (tmp_path / "t.sh.j2").write_text(TEMPLATE)
-    adapter = FluxAdapter(type="flux", file=str(tmp_path / "t.sh.j2"), **batch)
+    # The test broker has no named queues: portable: false keeps the queue, so that
+    # precedence shows in it (tests/test_queues.py covers dropping).
+    adapter = FluxAdapter(type="flux", file=str(tmp_path / "t.sh.j2"), portable=False, **batch)
     step = make_step(name=name, **(run or STEP))
     _, script, _ = adapter.write_script(str(tmp_path), step)
     text = open(script).read()

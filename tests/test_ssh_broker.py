@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT
+from brokers import ROOT
 from test_studies_end_to_end import maestro, statuses, study_env, with_uri
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

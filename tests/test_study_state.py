@@ -8,7 +8,8 @@ from helpers import make_step
 
 from maestro_flux.maestro import study_state
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.study_state import STUDY_KEY, Bounded, StudyRegistry
+from maestro_flux.maestro.study_state import STUDY_KEY, StudyRegistry
+from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
 
 

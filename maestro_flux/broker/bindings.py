@@ -99,9 +99,17 @@ def loaded_version(module: ModuleType | None = None) -> str | None:
 
 
 def connect(uri: str | None) -> Any:
-    """Open a handle on the broker at ``uri`` (None: FLUX_URI, else the system instance)."""
+    """Open a handle on the broker at ``uri`` (None: FLUX_URI, else the system instance).
+
+    An empty FLUX_URI counts as unset: libflux would read it as a connector named ''.
+    It is removed from this process's environment, so that Flux's default applies.
+    """
     flux = bindings()
-    return flux.Flux(uri) if uri else flux.Flux()
+    if uri:
+        return flux.Flux(uri)
+    if os.environ.get("FLUX_URI") == "":
+        del os.environ["FLUX_URI"]
+    return flux.Flux()
 
 
 def attr(handle: Any, name: str) -> str:
@@ -117,16 +125,6 @@ def resolve_uri(target: str) -> str:
     NotImplementedError (no plugin for the scheme).
     """
     return str(bindings().uri.FluxURIResolver().resolve(target))
-
-
-def config(handle: Any) -> dict:
-    """The instance's configuration (``flux config get``), queues included."""
-    return handle.rpc("config.get").get()
-
-
-def jobtap_plugins(handle: Any) -> list[str]:
-    """Names of the job-manager plugins loaded (``flux jobtap list``)."""
-    return list(handle.rpc("job-manager.jobtap", {"query_only": True}).get()["plugins"])
 
 
 def parse_jobid(text: str) -> int:

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from maestro_flux.broker import bindings, cancel, listing, remote, submit
+from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
-from maestro_flux.model.errors import BrokerError
+from maestro_flux.model.errors import BrokerError, MaestroFluxError
+from maestro_flux.model.listing_grace import ListingGrace
 from maestro_flux.model.notices import Notices
+from maestro_flux.model.queues import BrokerQueues
 from maestro_flux.model.states import JobStatus, status_from_listing
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +64,10 @@ class Broker:
     #: What each job submitted here asked for, in words, until its end is reported:
     #: a scheduler's "unsatisfiable" note may not say (Fluxion's does not).
     _asks: dict[int, str] = field(default_factory=dict)
+    #: The broker's named queues, looked up once per study (model/queues.py).
+    _queues: BrokerQueues | None = None
+    #: Jobs submitted here that job-list has not listed yet (model/listing_grace.py).
+    listing_grace: ListingGrace = field(default_factory=ListingGrace)
 
     @property
     def label(self) -> str:
@@ -172,6 +179,7 @@ class Broker:
         with what it asked for (``asks``) until ``asks_of`` reports it."""
         jobid = submit.submit_get_id(future)
         self.submitted.add(jobid)
+        self.listing_grace.submitted(jobid, time.time())
         if asks:
             self._asks[jobid] = asks
         return jobid
@@ -205,7 +213,26 @@ class Broker:
             found[int(entry["id"])] = status
             if status.state == "INACTIVE":
                 self._final[int(entry["id"])] = status
+        self.listing_grace.listed(found)
         return found
+
+    def awaiting_listing(self, jobid: int) -> bool:
+        """True if this process submitted ``jobid`` here, job-list has not listed it
+        yet, and its grace period (model/listing_grace.py) has not run out."""
+        return self.listing_grace.waiting(jobid, time.time())
+
+    def queues(self) -> BrokerQueues:
+        """The broker's named queues, asked once per study; not-checked (with the
+        reason) while the broker cannot be reached, and asked again next time."""
+        if self._queues is None:
+            try:
+                handle = self.handle()
+            except MaestroFluxError as err:  # unreachable, or no bindings (a dry run)
+                return BrokerQueues(None, f"cannot ask {self.label}: {err}")
+            self._queues = queue_lookup.lookup_queues(handle)
+            LOGGER.info("maestro-flux: queues of %s: %s (from %s)", self.label,
+                        self._queues.describe(), self._queues.how)
+        return self._queues
 
     def cancel(self, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
         """Cancel all ids in one pass; jobid -> error (None when canceled)."""

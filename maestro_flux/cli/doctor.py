@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 
 from maestro_flux.broker import bindings, remote
+from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.connection import Broker
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
-from maestro_flux.model.errors import MaestroFluxError
-
-ACCOUNTING_PLUGIN = "mf_priority"
+from maestro_flux.model.errors import MaestroFluxError, StepError
+from maestro_flux.model.queues import BrokerQueues, bank_policy, fit_queue, queue_policy
 
 
 @dataclass
@@ -101,8 +101,9 @@ def _connect(options: BatchOptions, report: Report) -> Broker | None:
     return broker
 
 
-def _instance(broker: Broker, report: Report) -> tuple[list[str], bool]:
-    """Version, level, size; returns (queues, flux-accounting loaded)."""
+def _instance(broker: Broker, options: BatchOptions,
+              report: Report) -> tuple[BrokerQueues, bool | None, str]:
+    """Version, level, size; returns (queues, flux-accounting loaded or None, how known)."""
     def attr(name: str) -> str:
         return broker.call(lambda h: bindings.attr(h, name))
 
@@ -112,36 +113,60 @@ def _instance(broker: Broker, report: Report) -> tuple[list[str], bool]:
     report.line("ok" if same else "warn", "version",
                 f"broker {version}, bindings {client}" + ("" if same else
                 f": they differ; install flux-python=={version} to match the broker"))
-    queues = sorted(broker.call(bindings.config).get("queues") or {})
-    plugins = broker.call(bindings.jobtap_plugins)
-    accounting = any(ACCOUNTING_PLUGIN in name for name in plugins)
+    queues = broker.queues()
+    accounting, how = broker.call(queue_lookup.accounting)
     role = "guest (urgency capped at 16)" if broker.is_guest() else "owner"
     report.line("ok", "instance", f"level {attr('instance-level')}, size {attr('size')} "
                 f"broker(s), you are the {role}")
-    report.line("ok", "queues", ", ".join(queues) if queues else "none configured "
-                "(one anonymous queue)")
-    report.line("ok", "banks", "flux-accounting is loaded" if accounting else
-                "flux-accounting is not loaded (no banks)")
-    return queues, accounting
+    report.line("ok" if queues.known else "warn", "queues",
+                (f"{queues.describe()} (from {queues.how})" if queues.known else
+                 queues.describe()) + f": {queue_policy(queues, options.portable)}")
+    report.line("ok" if accounting is not None else "warn", "banks",
+                {True: f"flux-accounting is loaded ({how}): banks are checked",
+                 False: f"flux-accounting is not loaded ({how}): a bank is accepted and "
+                        "ignored"}.get(accounting, f"cannot tell whether banks are checked: "
+                                                   f"{how}"))
+    return queues, accounting, how
 
 
-def _spec_targets(options: BatchOptions, queues: list[str], accounting: bool,
-                  report: Report) -> None:
-    if options.queue and options.queue not in queues:
-        fix = (f"set batch.queue to one of {', '.join(queues)}" if queues else
-               "remove batch.queue: this instance has no named queues")
-        report.line("FAIL", "queue", f"'{options.queue}' does not exist here: {fix}")
-    elif options.queue:
-        report.line("ok", "queue", f"'{options.queue}' exists")
-    elif queues:
+def _spec_queues(options: BatchOptions) -> list[tuple[str, str]]:
+    """Each queue the spec names: (where, queue), the batch block's and every profile's."""
+    found = [("batch.queue", options.queue)] if options.queue else []
+    found += [(f"batch.profiles.{name}.queue", profile.options["queue"])
+              for name, profile in options.profiles.items() if profile.options.get("queue")]
+    return found
+
+
+def _queue_line(where: str, queue: str, options: BatchOptions, queues: BrokerQueues,
+                label: str, report: Report) -> None:
+    try:
+        fit = fit_queue({"queue": queue}, queues, label, options.portable)
+    except StepError as err:
+        report.line("FAIL", "queue", f"{where}: {err}")
+        return
+    if fit.dropped:
+        report.line("warn", "queue", f"{where}: {fit.note}; steps still run")
+    elif fit.note and queues.known:  # kept with portable: false where Flux has no queues
+        report.line("FAIL", "queue", f"{where}: {fit.note}: remove it or drop "
+                                     "'portable: false'")
+    elif fit.note:
+        report.line("warn", "queue", f"{where}: {fit.note}")
+    else:
+        report.line("ok", "queue", f"{where}: '{queue}' exists on {label}")
+
+
+def _spec_targets(options: BatchOptions, queues: BrokerQueues, accounting: bool | None,
+                  how: str, label: str, report: Report) -> None:
+    named = _spec_queues(options)
+    for where, queue in named:
+        _queue_line(where, queue, options, queues, label, report)
+    if not named and queues.names:
         report.line("warn", "queue", f"batch.queue is not set; this instance has queues "
-                                     f"{', '.join(queues)}: steps go to its default queue")
-    if options.bank and not accounting:
-        report.line("warn", "bank", f"'{options.bank}' is ignored: this instance does not "
-                                    "run flux-accounting")
-    elif options.bank:
-        report.line("ok", "bank", f"'{options.bank}' will be checked by flux-accounting at "
-                                  "submission ('flux account view-user $USER' lists yours)")
+                                     f"{', '.join(queues.names)}: steps go to its default "
+                                     "queue")
+    if options.bank:
+        report.line("ok" if accounting is not None else "warn", "bank",
+                    bank_policy(options.bank, accounting, label, how))
 
 
 def doctor(spec: str | None = None, out: Callable[[str], None] = print) -> int:
@@ -155,11 +180,11 @@ def doctor(spec: str | None = None, out: Callable[[str], None] = print) -> int:
     if broker is None:
         return 1
     try:
-        queues, accounting = _instance(broker, report)
+        queues, accounting, how = _instance(broker, options, report)
     except (MaestroFluxError, OSError) as err:
         report.line("FAIL", "instance", f"the broker did not answer: {err}")
         return 1
-    _spec_targets(options, queues, accounting, report)
+    _spec_targets(options, queues, accounting, how, broker.label, report)
     out("submission should work" if not report.failed else "submission would fail: see FAIL")
     return 1 if report.failed else 0
 

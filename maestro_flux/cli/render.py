@@ -18,11 +18,13 @@ from typing import TextIO
 import yaml
 
 from maestro_flux.broker import jobspec as jobspecs
+from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model.batch_options import parse_batch_block
 from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
 from maestro_flux.model.precedence import choose
+from maestro_flux.model.queues import bank_policy, queue_policy
 
 
 def _jobspec_text(adapter: FluxAdapter, staged: StagedStep, script: str, fmt: str,
@@ -65,6 +67,25 @@ def _one_step(adapter: FluxAdapter, staged: StagedStep, fmt: str, full_env: bool
     return True
 
 
+def _broker_facts(adapter: FluxAdapter, out: TextIO) -> None:
+    """What the broker at hand does with the spec's queue and bank (asked only if it
+    names one; without a broker, says it could not check)."""
+    options = adapter.batch_options
+    layers = [options.defaults, *options.profiles.values()]
+    if not any(layer.options.get(key) for layer in layers for key in ("queue", "bank")):
+        return
+    broker = adapter.study.broker(adapter.broker_choice.uri, options.connect_timeout)
+    queues = broker.queues()
+    print(f"queues on {broker.label}: {queues.describe()}: "
+          f"{queue_policy(queues, options.portable)}", file=out)
+    for bank in sorted({layer.options["bank"] for layer in layers if layer.options.get("bank")}):
+        try:
+            accounting, how = broker.call(queue_lookup.accounting)
+        except (MaestroFluxError, OSError) as err:
+            accounting, how = None, f"cannot ask {broker.label}: {err}"
+        print(f"bank: {bank_policy(bank, accounting, broker.label, how)}", file=out)
+
+
 def _selected(steps: Iterable[StagedStep], wanted: str | None) -> list[StagedStep]:
     chosen = [s for s in steps if wanted is None or wanted in (s.name, s.step.real_name)]
     if wanted and not chosen:
@@ -82,5 +103,6 @@ def render_study(path: str, step: str | None = None, fmt: str = "yaml",
     adapter.study.spec_root = os.path.dirname(os.path.abspath(path))
     with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
         steps = _selected(staged_steps(spec, path, tmp), step)
+        _broker_facts(adapter, out)
         results = [_one_step(adapter, s, fmt, full_env, out) for s in steps]
     return 0 if all(results) else 1

@@ -55,7 +55,7 @@ def _summarize_dry_run(study: Path) -> None:
 
 def _reachable_broker() -> str | None:
     """A description of the broker already reachable from here, if any."""
-    uri = os.environ.get("FLUX_URI")
+    uri = os.environ.get("FLUX_URI") or None  # empty counts as unset
     try:
         bindings.connect(uri)
     except (OSError, MaestroFluxError):

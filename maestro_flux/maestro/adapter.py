@@ -24,6 +24,7 @@ from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
 from maestro_flux.maestro import pipeline
 from maestro_flux.maestro.maestro_imports import import_maestro
+from maestro_flux.maestro.portability import fit_to_broker
 from maestro_flux.maestro.study_context import resolve_template, step_parameters
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY, StudyState
 from maestro_flux.model import jobids, templates
@@ -47,6 +48,9 @@ from maestro_flux.model.urgency import clamp
 
 LOGGER = logging.getLogger(__name__)
 CANCEL_REASON = "canceled by maestro cancel"
+#: The run-block key that hands a step's effective resources to get_parallelize_command
+#: through Maestro's _substitute_parallel_command.
+LAUNCH_RESOURCES = "maestro_flux_resources"
 
 
 def _records() -> tuple[type, type]:
@@ -156,13 +160,17 @@ class FluxAdapter(SchedulerScriptAdapter):
         directives = (directive_options(template_directives(draft[1], path), path)
                       if draft else {})
         options = effective_options(directives, self._options, choice, step.run)
+        fit = fit_to_broker(options, self._options, self._broker_choice, self._study)
+        options = fit.options
         res = self._resources(options, step.run, choice)
-        run = {**step.run, "nodes": res.nodes, "procs": res.tasks}
+        # $(LAUNCHER) is built from these same effective resources (get_parallelize_command).
+        run = {**step.run, "nodes": res.nodes, "procs": res.tasks, LAUNCH_RESOURCES: res}
         cmd = self._substitute_parallel_command(step.run["cmd"], **run)
         restart = step.run.get("restart") or ""
         if restart:
             restart = self._substitute_parallel_command(restart, **run)
-        request = job_request(res, step.name, workspace, options)
+        request = job_request(res, step.name, workspace, options,
+                              (fit.note,) if fit.note else ())
         return StepPlan(request, cmd, restart,
                         self._render(path, step, workspace, choice, cmd),
                         self._render(path, step, workspace, choice, restart) if restart
@@ -175,11 +183,16 @@ class FluxAdapter(SchedulerScriptAdapter):
         return render_script(self._options.shell, plan.request, "", broker).rstrip()
 
     def get_parallelize_command(self, procs: Any, nodes: Any = None, **kwargs: Any) -> str:
-        """``flux run`` for $(LAUNCHER), from the same resource model as the header."""
-        run = {**kwargs, "procs": procs, "nodes": nodes}
-        # $(LAUNCHER) only exists inside an instance, so the model is the nested one.
-        res = step_resources(step_options(run), run, nested=True)
-        return launcher_command(res, self._options.launcher)
+        """``flux run`` for $(LAUNCHER) (``procs``/``nodes``: the whole step, or a
+        $(LAUNCHER)[Nn, Mp] sub-allocation), from the step's effective resources,
+        which ``_new_plan`` hands over as the header and jobspec use them."""
+        res = kwargs.get(LAUNCH_RESOURCES)
+        if res is None:  # called outside a plan: the step keys are all there is
+            run = {**kwargs, "procs": procs, "nodes": nodes}
+            # $(LAUNCHER) only exists inside an instance, so the model is the nested one.
+            res = step_resources(step_options(run), run, nested=True)
+        return launcher_command(res, self._options.launcher, int(procs) if procs else None,
+                                int(nodes) if nodes else None)
 
     # -- writing scripts -----------------------------------------------------
     def _scripts(self, ws_path: str, step: Any) -> dict[str, str]:
@@ -281,9 +294,20 @@ class FluxAdapter(SchedulerScriptAdapter):
         return clamp(urgency, guest), flags
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
-        """States of all ids from one job-list request; never JobStatusCode.ERROR."""
+        """States of all ids from one job-list request; never JobStatusCode.ERROR, never
+        raises: anything unexpected is logged and every id is NOTFOUND (polled again)."""
         if not joblist:
             return JobStatusCode.NOJOBS, {}
+        try:
+            return self._check_jobs(joblist)
+        except Exception as err:  # the conductor must survive anything
+            LOGGER.debug("check_jobs failed", exc_info=True)
+            LOGGER.error("maestro-flux: cannot poll %d job(s): unexpected %s: %s; they keep "
+                         "their state and are polled again next cycle", len(joblist),
+                         type(err).__name__, err)
+            return JobStatusCode.OK, dict.fromkeys(joblist, State.NOTFOUND)
+
+    def _check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         parsed, states = self._parse_ids(joblist)
         broker = self._broker()
         try:
@@ -330,10 +354,15 @@ class FluxAdapter(SchedulerScriptAdapter):
                              "maestro-flux: job %s was submitted to %s, which the study has "
                              "left for %s; step resubmitted there", text, left, broker.label)
             return State.HWFAILURE
+        if status is None and broker.awaiting_listing(number):
+            return State.PENDING  # submitted by us; job-list has not caught up yet
         if status is None:
+            why = ("purged, or submitted to another broker" if number not in broker.listing_grace
+                   else "job-list has not listed it within the grace period of "
+                   f"{broker.listing_grace.grace:g}s after its submission")
             notices.log_once(LOGGER, logging.WARNING, f"unknown:{text}",
-                             "maestro-flux: job %s is unknown to %s (purged, or submitted to "
-                             "another broker); step marked UNKNOWN", text, broker.label)
+                             "maestro-flux: job %s is unknown to %s (%s); step marked UNKNOWN",
+                             text, broker.label, why)
             return State.UNKNOWN
         state = State[status.maestro_state]
         # Forgotten at the end of every job, so the broker keeps it for those in flight only.
@@ -344,10 +373,20 @@ class FluxAdapter(SchedulerScriptAdapter):
         return state
 
     def cancel_jobs(self, joblist: list) -> Any:
-        """Cancel all ids in one pass; jobs that already ended count as canceled."""
+        """Cancel all ids in one pass; jobs that already ended count as canceled.
+        Never raises: anything unexpected is logged and answered with an ERROR record."""
         CancellationRecord = _records()[1]
         if not joblist:
             return CancellationRecord(CancelCode.OK, 0)
+        try:
+            return self._cancel_jobs(joblist, CancellationRecord)
+        except Exception as err:  # the conductor must survive anything
+            LOGGER.debug("cancel_jobs failed", exc_info=True)
+            LOGGER.error("maestro-flux: cannot cancel %d job(s): unexpected %s: %s",
+                         len(joblist), type(err).__name__, err)
+            return CancellationRecord(CancelCode.ERROR, 1)
+
+    def _cancel_jobs(self, joblist: list, CancellationRecord: type) -> Any:
         parsed, bad = self._parse_ids(joblist)
         broker = self._broker()
         try:

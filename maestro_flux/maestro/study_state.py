@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
 
 #: The batch-block key under which the pipeline stamps a study's own id.
@@ -33,43 +33,6 @@ STUDY_KEY = "_maestro_flux_study"
 MAX_PLANS = 4096
 #: Studies kept per process: a conductor runs one; tests and notebooks run more.
 MAX_STUDIES = 64
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class Bounded(Generic[K, V]):
-    """A mapping that forgets its least recently used entries past ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._limit = limit
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def get(self, key: K) -> V | None:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        return None
-
-    def put(self, key: K, value: V) -> V:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._limit:
-            self._items.popitem(last=False)
-        return value
-
-    def values(self) -> list[V]:
-        return list(self._items.values())
-
-    def clear(self) -> None:
-        self._items.clear()
-
 
 @dataclass
 class StudyState:

@@ -54,6 +54,8 @@ class BatchOptions:
     env_deny: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
     connect_timeout: float = 5.0  # seconds; remote.DEFAULT_CONNECT_TIMEOUT
+    #: Drop a queue where the broker has no named queues (model/queues.py).
+    portable: bool = True
 
     @property
     def queue(self) -> str | None:
@@ -240,4 +242,5 @@ def _parse_cached(block_json: str) -> BatchOptions:
         env_deny=tuple(block["env_deny"]) if "env_deny" in block else None,
         warnings=warnings,
         connect_timeout=float(block.get("connect_timeout", 5.0)),
+        portable=block.get("portable", True),
     )

@@ -5,7 +5,8 @@ reach the log once, not every cycle."""
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+
+from maestro_flux.model.bounded import Bounded
 
 #: Keys remembered per study; the oldest are forgotten first, so a study of any
 #: size holds a bounded set (a forgotten key can only make a message repeat).
@@ -16,20 +17,16 @@ class Notices:
     """The keys of the messages already shown, at most ``limit`` of them."""
 
     def __init__(self, limit: int = MAX_KEYS) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._limit = limit
+        self._seen: Bounded[str, bool] = Bounded(limit)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def first(self, key: str) -> bool:
         """True the first time ``key`` is seen (and remembers it)."""
-        if key in self._seen:
-            self._seen.move_to_end(key)
+        if self._seen.get(key):
             return False
-        self._seen[key] = None
-        if len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
+        self._seen.put(key, True)
         return True
 
     def log_once(self, logger: logging.Logger, level: int, key: str, message: str,

@@ -34,6 +34,8 @@ class JobRequest:
     output: str
     error: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: What was decided against the broker (a dropped queue), shown in the script.
+    notes: tuple[str, ...] = ()
 
     def get(self, option: str, default: Any = None) -> Any:
         """A pass-through flux batch option (queue, setattr, env, ...)."""
@@ -41,7 +43,7 @@ class JobRequest:
 
 
 def job_request(resources: StepResources, step_name: str, workspace: str,
-                options: Mapping[str, Any]) -> JobRequest:
+                options: Mapping[str, Any], notes: tuple[str, ...] = ()) -> JobRequest:
     """Combine a step's resources with its other effective flux options."""
     safe = step_name.replace(" ", "_").replace("/", "_")
     file_safe = re.sub(r"[^\w.+-]", "_", step_name)  # output names stay plain file names
@@ -55,6 +57,7 @@ def job_request(resources: StepResources, step_name: str, workspace: str,
         output=options.get("output") or f"{file_safe}.{ID_TAG}.out",
         error=options.get("error") or f"{file_safe}.{ID_TAG}.err",
         options=rest,
+        notes=notes,
     )
 
 
@@ -98,12 +101,13 @@ def launcher_command(res: StepResources, launcher: ExtraArgs, tasks: int | None 
     """``flux run`` for $(LAUNCHER), with the same cores and GPUs per task as the model.
 
     Args:
-        res: the step's resources.
+        res: the step's effective resources (every precedence layer merged).
         launcher: batch.launcher_args.
-        tasks, nodes: a $(LAUNCHER)[Nn, Mp] sub-allocation; default the whole step.
+        tasks, nodes: a $(LAUNCHER)[Nn, Mp] sub-allocation; without ``tasks``, the
+            whole step. A sub-allocation without a node count lets Flux place its tasks.
     """
-    tasks = tasks or res.tasks
-    nodes = nodes if nodes is not None else res.nodes
+    if not tasks:
+        tasks, nodes = res.tasks, res.nodes
     args = ["flux", "run"]
     if nodes:
         args.append(f"-N{nodes}")

@@ -58,6 +58,7 @@ def render_script(shell: str, request: JobRequest | None, command: str, broker: 
         lines += flux_header(request)
         lines.append(f"# maestro-flux {__version__}: runs as {_mode(request)}, "
                      f"urgency {request.resources.urgency}")
+        lines += [f"# maestro-flux: {note}" for note in request.notes]
     if problem:
         lines.append(f"# maestro-flux: this step cannot be submitted: {problem}")
     lines.append(f"# broker: {broker}")

@@ -9,6 +9,7 @@ broker; see tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -126,7 +127,8 @@ class Flux:
     """A handle on a double broker, over ``local://`` or ``ssh://``."""
 
     def __init__(self, uri: str | None = None):
-        uri = uri or os.environ.get("FLUX_URI") or DEFAULT_URI
+        # As libflux: an empty FLUX_URI is read as a connector named ''.
+        uri = uri or os.environ.get("FLUX_URI", DEFAULT_URI)
         scheme, sep, path = uri.partition("://")
         self.uri = uri
         self._link = None
@@ -141,7 +143,14 @@ class Flux:
         self._tag = 0
         self._replies: dict[int, dict] = {}
         self._pending_callbacks: dict[int, Future] = {}
-        guest = os.environ.get("FLUX_HANDLE_ROLEMASK") == "2"
+        # Replies are read as they come, as libflux's reactor does, so that many
+        # requests sent before any answer is read cannot fill the socket both ways.
+        self._arrived = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._reader, daemon=True).start()
+        # As libflux reads it (strtoul, base 0): without the owner bit (1), a guest.
+        rolemask = os.environ.get("FLUX_HANDLE_ROLEMASK")
+        guest = rolemask is not None and not int(rolemask, 0) & 1
         # FLUXDOUBLE_USERID credits the connection to another user, as the peer
         # credentials of that user's process would (tests/multiuser.py's owner).
         userid = int(os.environ.get("FLUXDOUBLE_USERID", os.getuid()))
@@ -149,7 +158,7 @@ class Flux:
 
     def rpc(self, topic: str, payload: dict | None = None) -> Future:
         self._tag += 1
-        message = {"topic": topic, "payload": payload or {}, "matchtag": self._tag,
+        message = {"topic": topic, "payload": payload, "matchtag": self._tag,
                    "cred": self._cred}
         try:
             self._wfile.write((json.dumps(message) + "\n").encode())
@@ -158,17 +167,26 @@ class Flux:
             raise OSError(errno.ECONNRESET, "Connection reset by peer") from None
         return Future(self, self._tag)
 
-    def _read_one(self) -> None:
-        line = self._rfile.readline()
-        if not line:
-            raise OSError(errno.ECONNRESET, "Connection reset by peer")
-        reply = json.loads(line)
-        self._replies[reply["matchtag"]] = reply
+    def _reader(self) -> None:
+        try:
+            for line in iter(self._rfile.readline, b""):
+                reply = json.loads(line)
+                with self._arrived:
+                    self._replies[reply["matchtag"]] = reply
+                    self._arrived.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify_all()
 
     def _wait_for(self, matchtag: int) -> dict:
-        while matchtag not in self._replies:
-            self._read_one()
-        return self._replies.pop(matchtag)
+        with self._arrived:
+            while matchtag not in self._replies:
+                if self._closed:
+                    raise OSError(errno.ECONNRESET, "Connection reset by peer")
+                self._arrived.wait()
+            return self._replies.pop(matchtag)
 
     def reactor_run(self) -> int:
         """Run callbacks of then() futures as their replies arrive, until none are left."""
@@ -188,4 +206,6 @@ class Flux:
         if self._link:
             self._link.close()
         else:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # ends the reader thread
             self._sock.close()

@@ -29,12 +29,16 @@ def main() -> int:
     parser.add_argument("--flux-version", default=None,
                         help="the recorded flux-core version to answer as (default: "
                         "$FLUXDOUBLE_VERSION, else the newest)")
+    parser.add_argument("--gpus-per-node", type=int, default=0)
+    parser.add_argument("--list-lag", type=float, default=0.0,
+                        help="seconds before job-list lists a submitted job")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     rundir = args.rundir or tempfile.mkdtemp(prefix="fluxdouble-")
     os.makedirs(rundir, exist_ok=True)
     broker = Broker(rundir, args.test_size, args.cores_per_node, args.owner, args.queue,
-                    args.parent_uri, args.level, args.flux_version)
+                    args.parent_uri, args.level, args.flux_version, args.gpus_per_node,
+                    args.list_lag)
     server = serve(broker)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if command:

@@ -1,6 +1,7 @@
 """The test double's `flux` command: `flux run` inside a job (start -n tasks, wait,
-exit with the highest exit code, as a job shell would report it), and
-`flux relay PATH`, which the ssh connector runs on the remote host."""
+exit with the highest exit code, as a job shell would report it; `--dry-run`
+prints the jobspec), `flux relay PATH`, which the ssh connector runs on the
+remote host, and `flux start --test-size=N COMMAND` (a private double broker)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,24 @@ def relay(path: str) -> int:
     return 0
 
 
+def start(argv: list[str]) -> int:
+    """``flux start [--test-size=N] COMMAND``: a private double broker running COMMAND."""
+    parser = argparse.ArgumentParser(prog="flux start")
+    parser.add_argument("--test-size", type=int, default=1)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [os.path.dirname(here), os.environ.get("PYTHONPATH")])))
+    return subprocess.call([sys.executable, "-m", "fluxdouble",
+                            f"--test-size={args.test_size}", "--", *args.command], env=env)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["relay"] and len(argv) == 2:
         return relay(argv[1])
+    if argv[:1] == ["start"]:
+        return start(argv[1:])
     if not argv or argv[0] != "run":
         print(f"fluxdouble: only 'flux run' is available in a job, not {argv[:1]}",
               file=sys.stderr)
@@ -52,11 +68,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-x", "--exclusive", action="store_true")
     parser.add_argument("-o", "--setopt", action="append", default=[])
     parser.add_argument("-S", "--setattr", action="append", default=[])
+    parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv[1:])
     if args.nodes and args.nodes > args.ntasks:
         print("flux run: node count must not be greater than task count", file=sys.stderr)
         return 1
+    if args.dry_run:  # print the jobspec, as flux run --dry-run does
+        from fluxdouble.job import JobspecV1
+
+        jobspec = JobspecV1.from_command(args.command, num_tasks=args.ntasks,
+                                         cores_per_task=args.cores_per_task,
+                                         gpus_per_task=args.gpus_per_task or None,
+                                         num_nodes=args.nodes, exclusive=args.exclusive)
+        print(jobspec.dumps())
+        return 0
     procs = [subprocess.Popen(args.command, env=dict(os.environ, FLUX_TASK_RANK=str(rank),
                                                      FLUX_JOB_SIZE=str(args.ntasks)))
              for rank in range(args.ntasks)]

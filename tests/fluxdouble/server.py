@@ -51,6 +51,8 @@ class Job:
     exception: dict | None = None
     proc: subprocess.Popen | None = None
     cores: int = 1
+    gpus: int = 0
+    slots: int = 1
     nodes: int = 1
     events: list = field(default_factory=list)
     annotations: dict = field(default_factory=dict)
@@ -99,11 +101,12 @@ def _constraint(term: dict):
     raise RequestError(errno.EINVAL, f"unknown constraint operator: {op}")
 
 
-def _cores(resources: list) -> int:
+def _count(resources: list, kind: str = "core") -> int:
+    """How many resources of ``kind`` (core, gpu, slot) a jobspec asks for in all."""
     total = 0
     for res in resources:
-        inner = _cores(res.get("with", []))
-        total += res["count"] * inner if res["type"] != "core" else res["count"]
+        inner = _count(res.get("with", []), kind)
+        total += res["count"] * inner if res["type"] != kind else res["count"]
     return total
 
 
@@ -114,8 +117,11 @@ def _nodes(resources: list) -> int:
 class Broker:
     def __init__(self, rundir: str, size: int, cores_per_node: int, owner: int,
                  queues: list[str], parent_uri: str | None = None, level: int = 0,
-                 version: str | None = None):
+                 version: str | None = None, gpus_per_node: int = 0, list_lag: float = 0.0):
         self.version = versions.get(version)
+        self.gpus_per_node = gpus_per_node
+        #: job-list lags the job manager: a job is listed this long after its submission.
+        self.list_lag = list_lag
         self.parent_uri = parent_uri
         self.level = level
         self.rundir = rundir
@@ -126,6 +132,7 @@ class Broker:
         self.jobs: dict[int, Job] = {}
         self.lock = threading.RLock()
         self.free_cores = size * cores_per_node
+        self.free_gpus = size * gpus_per_node
         self.free_nodes = size
         self.seq = 0
         self.start = time.time()
@@ -158,20 +165,64 @@ class Broker:
             raise RequestError(errno.ENOENT, "ENOENT: No such file or directory")
         return {"value": attrs[name]}
 
-    def rpc_config_get(self, payload: dict, cred: dict) -> dict:
-        return {"queues": {q: {} for q in self.queues}} if self.queues else {}
+    def _guest(self, cred: dict) -> bool:
+        return cred["userid"] != self.owner or bool(cred.get("guest"))
 
-    def rpc_job_manager_jobtap(self, payload: dict, cred: dict) -> dict:
+    def _owner_only(self, cred: dict) -> None:
+        # What a guest gets for an owner-only request (recordings: guest_rpcs.json).
+        if self._guest(cred):
+            raise RequestError(errno.EPERM, "Request requires owner credentials")
+
+    def rpc_config_get(self, payload: dict | None, cred: dict) -> dict:
+        # Guests get the whole configuration too. The first queue is the default, as
+        # tests/brokers.py configures a real instance with named queues.
+        if not self.queues:
+            return {}
+        return {"queues": {q: {} for q in self.queues},
+                "policy": {"jobspec": {"defaults": {"system": {"queue": self.queues[0]}}}}}
+
+    def rpc_job_manager_queue_list(self, payload: dict | None, cred: dict) -> dict:
+        return {"queues": list(self.queues)}
+
+    def rpc_job_manager_queue_status(self, payload: dict | None, cred: dict) -> dict:
+        if payload is None:  # flux_request_unpack of an empty payload
+            raise RequestError(errno.EPROTO, "Protocol error")
+        name = payload.get("name")
+        if name is not None and name not in self.queues or name is None and self.queues:
+            raise RequestError(errno.EINVAL, f"'{name}' is not a valid queue" if name else
+                               "default queue is not set")
+        return {"enable": True, "start": True}
+
+    def rpc_job_manager_jobtap(self, payload: dict | None, cred: dict) -> dict:
+        self._owner_only(cred)
         # What a 0.88 broker without flux-accounting lists.
         return {"plugins": [".priority-default", ".limit-job-size", ".limit-duration",
                             ".dependency-after", ".dependency-singleton", ".begin-time",
                             ".validate-duration", ".update-duration", ".history",
                             ".post-event", ".update-queue"]}
 
+    def _R(self) -> dict:
+        children = {"core": f"0-{self.cores_per_node - 1}"}
+        if self.gpus_per_node:
+            children["gpu"] = f"0-{self.gpus_per_node - 1}"
+        return {"version": 1, "execution": {
+            "R_lite": [{"rank": f"0-{self.size - 1}" if self.size > 1 else "0",
+                        "children": children}],
+            "starttime": 0.0, "expiration": 0.0, "nodelist": [socket.gethostname()]}}
+
+    def rpc_resource_status(self, payload: dict | None, cred: dict) -> dict:
+        return {"R": self._R(), "nodelist": socket.gethostname(), "allocated": "",
+                "torpid": "", "online": f"0-{self.size - 1}", "offline": "", "exclude": "",
+                "drain": {}}
+
+    def rpc_sched_resource_status(self, payload: dict | None, cred: dict) -> dict:
+        self._owner_only(cred)
+        return {"all": self._R(), "allocated": None, "down": None}
+
     def rpc_job_ingest_submit(self, payload: dict, cred: dict) -> dict:
         jobspec = json.loads(payload["J"])
         urgency = payload.get("urgency", 16)
-        guest = cred["userid"] != self.owner or cred.get("guest")
+        guest = self._guest(cred)
         if not 0 <= urgency <= 31:
             raise RequestError(errno.EINVAL, "urgency range is [0:31]")
         if guest and urgency > 16:
@@ -184,9 +235,14 @@ class Broker:
                                "only the instance owner can submit with FLUX_JOB_NOVALIDATE")
         queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
         if queue is not None and queue not in self.queues:
+            # 0.88's two refusals: with named queues, and without any.
+            if self.queues:
+                raise RequestError(errno.EPERM, f"Invalid queue '{queue}' specified")
             raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
         job = Job(self.new_id(), jobspec, urgency, cred["userid"])
-        job.cores = max(1, _cores(jobspec["resources"]))
+        job.cores = max(1, _count(jobspec["resources"]))
+        job.gpus = _count(jobspec["resources"], "gpu")
+        job.slots = _count(jobspec["resources"], "slot")
         job.nodes = _nodes(jobspec["resources"])
         self.jobs[job.id] = job
         self._event(job, "submit", {"userid": job.userid, "urgency": urgency,
@@ -209,7 +265,7 @@ class Broker:
                                          *_state_terms(payload)]})
         jobs = []
         for job in sorted(self.jobs.values(), key=lambda j: -j.t_submit):
-            if not match(job):
+            if not match(job) or not self._caught_up(job):
                 continue
             if job.state == "INACTIVE" and job.t_inactive <= since:
                 continue
@@ -236,7 +292,13 @@ class Broker:
             return entry
         return {k: v for k, v in entry.items() if k == "id" or k in wanted}
 
+    def _caught_up(self, job: Job) -> bool:
+        """False while job-list has not seen the job yet (``--list-lag``)."""
+        return time.time() - job.t_submit >= self.list_lag
+
     def rpc_job_list_list_id(self, payload: dict, cred: dict) -> dict:
+        # A real job-list holds list-id until it has seen the job: the answer is the
+        # same as without lag, only later.
         job = self.jobs.get(payload["id"])
         if job is None:
             raise RequestError(errno.ENOENT, f"JobID {payload['id']} unknown")
@@ -248,7 +310,7 @@ class Broker:
             raise RequestError(errno.ENOENT, "unknown job id")
         if job.state == "INACTIVE":
             raise RequestError(errno.ENOENT, "job is inactive")
-        if (cred["userid"] != self.owner or cred.get("guest")) and cred["userid"] != job.userid:
+        if self._guest(cred) and cred["userid"] != job.userid:
             # flux-core's job-manager raise.c, after the job is found active
             raise RequestError(errno.EPERM, "guests can only raise exceptions on their own jobs")
         self._exception(job, payload["type"], payload.get("note", ""), payload["severity"])
@@ -298,9 +360,17 @@ class Broker:
                              f"{self.size} eligible")
                 self._exception(job, "alloc", note)
                 continue
-            if job.cores > self.free_cores or nodes > self.free_nodes:
+            if job.gpus > self.size * self.gpus_per_node:
+                total = self.size * self.gpus_per_node  # sched-simple's note, 0.88
+                self._exception(job, "alloc", f"unsatisfiable request: need {job.slots} slot(s) "
+                                f"with {job.gpus // max(1, job.slots)} GPU(s) each, only "
+                                f"{total} available (total GPUs: {total})")
+                continue
+            if (job.cores > self.free_cores or nodes > self.free_nodes
+                    or job.gpus > self.free_gpus):
                 continue
             self.free_cores -= job.cores
+            self.free_gpus -= job.gpus
             self.free_nodes -= nodes
             self._event(job, "alloc", {})
             self._start(job)
@@ -340,6 +410,7 @@ class Broker:
 
     def _release(self, job: Job) -> None:
         self.free_cores += job.cores
+        self.free_gpus += job.gpus
         self.free_nodes += job.nodes
 
     def _finish(self, job: Job, waitstatus: int | None) -> None:
@@ -403,6 +474,7 @@ def _nested_broker(job: Job, broker: Broker, system: dict, command: list) -> lis
     initial = [arg.replace("{{tmpdir}}", tmpdir) for arg in args]
     return [sys.executable, "-m", "fluxdouble", f"--rundir={rundir}",
             f"--test-size={max(1, job.nodes)}", f"--cores-per-node={broker.cores_per_node}",
+            f"--gpus-per-node={broker.gpus_per_node}",
             f"--level={broker.level + 1}", f"--parent-uri={broker.uri}",
             f"--flux-version={broker.version.name}", "--", *initial]
 
@@ -433,7 +505,7 @@ class _Handler(socketserver.StreamRequestHandler):
             reply = {"matchtag": request["matchtag"]}
             try:
                 reply["payload"] = self.server.broker.handle(
-                    request["topic"], request.get("payload", {}), request["cred"])
+                    request["topic"], request.get("payload"), request["cred"])
             except RequestError as err:
                 reply.update(errnum=err.errnum, errstr=str(err))
             self.wfile.write((json.dumps(reply) + "\n").encode())
