@@ -95,3 +95,23 @@ def test_a_guests_study_runs_as_the_guest_in_its_workspace(guest_side):
     for path in (outdir / "whoami").iterdir():  # the script, the job's output files
         assert os.stat(path).st_uid == guest.pw_uid, path
     assert {path.suffix for path in (outdir / "whoami").iterdir()} >= {".out", ".err", ".sh"}
+
+
+def test_doctor_exits_0_for_a_guest_and_says_what_a_guest_cannot_see(guest_side):
+    done = guest_side.run([guest_side.command("maestro-flux"), "doctor"])
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [text for text in lines if text.startswith("FAIL")] == []
+
+    def line(label: str) -> str:
+        return next(text for text in lines if text[6:].split()[:1] == [label])
+
+    assert line("instance").endswith(", you are the guest (urgency capped at 16)")
+    assert line("connect") == f"  ok  connect    connected to {guest_side.uri}"
+    assert line("queues").startswith("  ok  queues     ")
+    assert line("banks") == (
+        "  ok  banks      not visible to a guest: job-manager.jobtap refused (Request requires "
+        "owner credentials: a guest cannot ask it), and the configuration does not load "
+        "mf_priority; where flux-accounting runs, 'flux account view-user $USER' lists your "
+        "banks")
+    assert lines[-1] == "submission should work"
