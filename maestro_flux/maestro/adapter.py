@@ -32,8 +32,9 @@ from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
 from maestro_flux.model.guest import guest_flags
+from maestro_flux.model.inventory import Inventory
 from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
-from maestro_flux.model.refusals import refusal
+from maestro_flux.model.refusals import UNSATISFIABLE, refusal
 from maestro_flux.model.request import JobRequest, job_request, launcher_command
 from maestro_flux.model.resources import (
     StepResources,
@@ -231,7 +232,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         except MaestroFluxError as err:
             return self._refused(step, str(err))
         except OSError as err:
-            return self._refused(step, refusal(err, self._asks(step, cwd)))
+            return self._refused(step, refusal(err, self._asks(step, cwd),
+                                               self._has(err)))
         except (ValueError, TypeError) as err:
             return self._refused(step, f"invalid job request: {err}")
         except Exception as err:  # the conductor must survive anything
@@ -246,6 +248,10 @@ class FluxAdapter(SchedulerScriptAdapter):
             return describe(self._plan(step, cwd).request.resources)
         except (MaestroFluxError, ValueError):
             return None
+
+    def _has(self, err: OSError) -> Inventory | None:
+        """What the instance has, asked only when it refused a job for lack of it."""
+        return self._broker().inventory() if err.errno in UNSATISFIABLE else None
 
     def _refused(self, step: Any, reason: str) -> Any:
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)

@@ -46,7 +46,7 @@ from maestro_flux.maestro import maestro_names
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 from maestro_flux.model import jobids
-from maestro_flux.model.refusals import refusal
+from maestro_flux.model.refusals import UNSATISFIABLE, refusal
 
 LOGGER = logging.getLogger(__name__)
 SWITCH = "MAESTRO_FLUX_PIPELINE"
@@ -111,8 +111,9 @@ def _replace(ids: list, placeholder: str, jobid: str) -> None:
 
 
 def _refused(graph: Any, record: Any, sent: Sent, err: Exception, failed: Any) -> None:
+    has = (sent.broker.inventory() if getattr(err, "errno", None) in UNSATISFIABLE else None)
     LOGGER.error("maestro-flux: step '%s' was not submitted: %s", sent.step_name,
-                 refusal(err, sent.asks))
+                 refusal(err, sent.asks, has))
     if sent.placeholder in record.jobid:
         record.jobid.remove(sent.placeholder)
     graph.in_progress.discard(sent.step_name)
