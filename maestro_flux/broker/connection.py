@@ -187,12 +187,12 @@ class Broker:
         self.submitted.add(jobid)
         self.listing_grace.submitted(jobid, time.time())
         if asks:
-            self._asks[jobid] = asks
+            self._asks.put(jobid, asks)
         return jobid
 
     def asks_of(self, jobid: int) -> str | None:
         """What a job submitted here asked for; forgotten once asked (its end is told)."""
-        return self._asks.pop(jobid, None)
+        return self._asks.pop(jobid)
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).
