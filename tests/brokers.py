@@ -11,9 +11,10 @@ options. job-list lag exists only in the double: a real broker cannot be made to
 The real mode's scheduler is flux-core's sched-simple unless
 MAESTRO_FLUX_SCHED_PREFIX names a flux-sched (Fluxion) install built against that
 flux-core; MAESTRO_FLUX_CONFIG names a TOML file or directory given to the
-session's ``flux start -o,--config-path`` (tests/flux-config/production.toml: named
-queues, a default queue, node-exclusive matching and the feasibility check, as
-production systems configure Fluxion).
+session's ``flux start -o,--config-path`` (tests/flux-config/production/scheduling.toml:
+node-exclusive matching, backfilling and the feasibility check, as production systems
+configure Fluxion). PRODUCTION, that file with named queues and a default queue beside
+it, makes a whole production-shaped instance (tests/test_production_instance.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from maestro_flux.broker import bindings
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 RECORDINGS = TESTS / "recordings"
+#: A production-shaped instance's configuration: named queues, a default queue,
+#: Fluxion's node-exclusive matching and backfilling, the feasibility check.
+PRODUCTION = TESTS / "flux-config" / "production"
+PRODUCTION_QUEUES = ("pbatch", "pdebug")  # pbatch the default, as queues.toml says
 
 DOUBLE_VERSION_ENV = "FLUXDOUBLE_VERSION"
 #: A flux-sched prefix: the real mode's instances run Fluxion instead of sched-simple.
@@ -214,9 +219,12 @@ def _ids(count: int) -> str:
     return "0" if count == 1 else f"0-{count - 1}"
 
 
-def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Path:
+def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int,
+                 production: bool) -> Path:
     conf = tmp / "conf"
     conf.mkdir()
+    for path in sorted(PRODUCTION.glob("*.toml")) if production else ():
+        shutil.copy(path, conf / path.name)
     if queues:
         text = "".join(f"[queues.{name}]\n" for name in queues)
         # A job without a queue goes to the first one, as a site's default does.
@@ -234,15 +242,18 @@ def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Pa
 
 @contextlib.contextmanager
 def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ...] = (),
-                 gpus: int = 0, list_lag: float = 0.0) -> Iterator[FluxMode]:
-    """A broker of ``mode``'s kind with these properties, stopped afterwards."""
+                 gpus: int = 0, list_lag: float = 0.0,
+                 production: bool = False) -> Iterator[FluxMode]:
+    """A broker of ``mode``'s kind with these properties, stopped afterwards;
+    ``production``: configured as PRODUCTION (the double: its queues)."""
+    queues = PRODUCTION_QUEUES if production and not mode.real else queues
     tmp.mkdir(parents=True, exist_ok=True)
     uri_file = tmp / "uri"
     body = ["sh", "-c", f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
     if mode.real:
         env = real_start_env()  # the session's scheduler; the configuration is the test's
-        conf = _real_config(tmp, size, queues, gpus)
-        if queues:  # a test instance's named queues start with scheduling stopped
+        conf = _real_config(tmp, size, queues, gpus, production)
+        if queues or production:  # a test instance's named queues start stopped
             body[2] = f"flux queue start --all --quiet && {body[2]}"
         cmd = ["flux", "start", f"--test-size={size}", f"-o,--config-path={conf}", *body]
     else:
@@ -252,7 +263,8 @@ def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ..
                *[f"--queue={name}" for name in queues], "--", *body]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    extra = FluxMode(mode.name, mode.version, "", {}, proc, str(tmp))
+    extra = FluxMode(mode.name, mode.version, "", {}, proc, str(tmp), mode.scheduler,
+                     tuple(sorted(PRODUCTION_QUEUES if production else queues)))
     try:
         extra.uri = wait_for_file(uri_file, proc)
         extra.env = {**mode.env, "FLUX_URI": extra.uri}

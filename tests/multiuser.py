@@ -7,8 +7,9 @@ flux-security (munge) and run by the setuid IMP as the user who submitted them.
 It is started when MAESTRO_FLUX_MULTIUSER_PREFIX names a flux-core built with
 flux-security and the two users of MAESTRO_FLUX_MULTIUSER_USERS (``owner:guest``,
 default ``fluxowner:fluxguest``) exist; this process must be root, to act as them.
-Otherwise it is skipped, with the reason. MAESTRO_FLUX_SCHED_PREFIX and
-MAESTRO_FLUX_CONFIG apply to it as to the real mode (conftest.py).
+Otherwise it is skipped, with the reason. It is configured as production systems
+are (tests/flux-config/production/: named queues, a default queue, and under Fluxion,
+which MAESTRO_FLUX_SCHED_PREFIX selects as for the real mode, node-exclusive matching).
 
 The guest cannot read this process's Python, so once per session a virtualenv is
 made in a world-readable temporary directory, on MAESTRO_FLUX_GUEST_PYTHON
@@ -33,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokers import (
+    PRODUCTION,
     ROOT,
     START_QUEUES,
     TESTS,
-    real_config,
     real_start_env,
     sched_prefix,
     wait_for_file,
@@ -224,10 +225,8 @@ def start_multiuser(tmp: Path) -> GuestSide:
     os.chmod(tmp, 0o755)
     venv = _guest_venv(tmp, version)
     conf = _instance_config(tmp, imp_path(prefix))
-    given = real_config()
-    if given:  # the session's configuration too (queues, Fluxion's policies): a directory
-        for path in ([given] if given.is_file() else sorted(given.glob("*.toml"))):
-            shutil.copy(path, conf / path.name)
+    for path in sorted(PRODUCTION.glob("*.toml")):  # as production systems are configured
+        shutil.copy(path, conf / path.name)
     # The owner writes the URI here; the guest's socket directory is opened up by the
     # initial program (flux start makes it 0700).
     ownerdir = tmp / "owner"

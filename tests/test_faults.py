@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 def private_broker(flux_mode, tmp_path):
     (tmp_path / "broker").mkdir()
     # Three nodes: the tests run three one-core jobs at once, which node-exclusive
-    # matching (Fluxion's lonodex, tests/flux-config/production.toml) gives a node each.
+    # matching (Fluxion's lonodex, tests/flux-config/production/scheduling.toml) gives a node each.
     mode = start_broker(flux_mode.param, tmp_path / "broker", size=3)
     yield mode
     if mode.process.poll() is None:  # a test may have killed it already

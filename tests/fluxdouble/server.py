@@ -56,6 +56,7 @@ class Job:
     nodes: int = 1
     events: list = field(default_factory=list)
     annotations: dict = field(default_factory=dict)
+    queue: str | None = None
 
     @property
     def name(self) -> str:
@@ -240,6 +241,8 @@ class Broker:
                 raise RequestError(errno.EPERM, f"Invalid queue '{queue}' specified")
             raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
         job = Job(self.new_id(), jobspec, urgency, cred["userid"])
+        # The default queue (policy.jobspec.defaults.system.queue) is the first one.
+        job.queue = queue or (self.queues[0] if self.queues else None)
         job.cores = max(1, _count(jobspec["resources"]))
         job.gpus = _count(jobspec["resources"], "gpu")
         job.slots = _count(jobspec["resources"], "slot")
@@ -283,6 +286,8 @@ class Broker:
             entry["waitstatus"] = job.waitstatus
         if job.annotations:
             entry["annotations"] = job.annotations
+        if job.queue:
+            entry["queue"] = job.queue
         entry["exception_occurred"] = job.exception is not None
         if job.exception:
             entry["exception_type"] = job.exception["type"]
