@@ -27,8 +27,9 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,16 @@ class FluxMode:
     rundir: str
     scheduler: str = "sched-simple"  # or "fluxion", as the broker's module list says
     queues: tuple[str, ...] = ()  # the named queues configured, as config.get says
+    configured: bool = False  # started with MAESTRO_FLUX_CONFIG
+    config: dict = field(default_factory=dict)  # what it was configured with (TOML)
+
+    def as_recorded(self, what: str) -> None:
+        """Skip, saying why, unless the broker is set up as the recordings' brokers were
+        (sched-simple, no configuration): ``what`` depends on scheduler and config."""
+        if self.real and (self.scheduler != "sched-simple" or self.configured):
+            pytest.skip(f"{what} was recorded on sched-simple without configuration; this "
+                        f"instance runs {self.scheduler} with {os.environ.get(CONFIG_ENV)} "
+                        "(tests/test_production.py checks what it answers)")
 
     @property
     def real(self) -> bool:
@@ -150,11 +161,23 @@ def real_start_env(base: dict | None = None) -> dict:
     return env
 
 
+def read_config(path: Path) -> dict:
+    """A TOML file, or every ``*.toml`` of a directory, as flux-core reads them."""
+    merged: dict = {}
+    for part in [path] if path.is_file() else sorted(path.glob("*.toml")):
+        merged.update(tomllib.loads(part.read_text()))
+    return merged
+
+
 def real_config() -> Path | None:
     """MAESTRO_FLUX_CONFIG, resolved, if set."""
     config = os.environ.get(CONFIG_ENV)
     return Path(config).resolve() if config else None
 
+
+#: Requests sched-simple refuses a guest (guest_rpcs.json) and Fluxion answers any user:
+#: sched-fluxion-qmanager 0.54 registers them with FLUX_ROLE_USER (qmanager.cpp).
+FLUXION_ANSWERS_GUESTS = {"sched.resource-status"}
 
 #: The initial program's first command where queues may be named: a test instance's
 #: named queues start with scheduling stopped (a system instance's admin starts them).
@@ -198,6 +221,8 @@ def start_broker(param: str, tmp: Path, size: int = 2) -> FluxMode:
     mode = FluxMode(name, version, uri, env, proc, str(tmp))
     if mode.real:
         mode.scheduler, mode.queues = real_facts(uri)
+        mode.configured = bool(config)
+        mode.config = read_config(real_config()) if config else {}
         if sched_prefix() and mode.scheduler != "fluxion":
             stop_broker(mode)
             raise RuntimeError(f"{SCHED_PREFIX_ENV}={sched_prefix()}, but the instance "

@@ -11,7 +11,7 @@ import os
 import pwd
 import shutil
 
-from brokers import NEWEST, RECORDINGS, TESTS
+from brokers import FLUXION_ANSWERS_GUESTS, NEWEST, RECORDINGS, TESTS
 
 #: Each priority name, and the urgency a guest's job gets: the documented table
 #: (docs/pages/reference.md), capped at 16 as the broker demands of guests.
@@ -36,11 +36,6 @@ def test_a_guests_owner_only_flags_are_dropped_with_one_warning_each(guest_side)
     assert found == {"submitted": "OK", "state": "FINISHED", "lines": [
         f"WARNING: maestro-flux: the '{flag}' flag is only for the instance owner; ignored"
         for flag in ("waitable", "novalidate")]}
-
-
-#: Recorded under sched-simple, which refuses it to guests; Fluxion's qmanager serves
-#: it to any user (sched-fluxion-qmanager 0.54: FLUX_ROLE_USER in qmanager.cpp).
-FLUXION_ANSWERS_GUESTS = {"sched.resource-status"}
 
 
 def test_owner_only_requests_are_refused_to_a_guest_as_recorded(guest_side):
