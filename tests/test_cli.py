@@ -97,3 +97,18 @@ def test_render_errors_are_one_line(tmp_path):
         done = cli("render", *args, cwd=tmp_path)
         assert done.returncode == 1
         assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+
+
+def test_run_private_starts_an_instance_even_where_a_broker_is_reachable(monkeypatch):
+    from maestro_flux.cli import runner
+
+    started = []
+    monkeypatch.setattr(runner, "_reachable_broker", lambda: "the system instance")
+    monkeypatch.setattr(runner.bindings, "bindings", lambda: None)
+    monkeypatch.setattr(runner.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(runner.subprocess, "call", lambda command: started.append(command) or 0)
+    assert runner.run_study("spec.yaml", size=3, private=True) == 0
+    assert started[0][:3] == ["flux", "start", "--test-size=3"]
+    started.clear()
+    assert runner.run_study("spec.yaml") == 0  # without it, the reachable broker is used
+    assert started[0][0] != "flux" and "spec.yaml" in started[0]

@@ -6,6 +6,7 @@ These drive Maestro's own ExecutionGraph, in process, through real cycles.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -61,9 +62,10 @@ def run_to_end(graph: ExecutionGraph, timeout: float = 60) -> StudyStatus:
     raise AssertionError("the study did not end in time")
 
 
-def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp_path):
+def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp_path, caplog):
     names = [f"s{i}" for i in range(6)]
     graph = graph_of([make_step(name, cmd="true") for name in names], tmp_path)
+    caplog.set_level(logging.INFO, logger="maestro_flux")
     assert graph.execute_ready_steps() == StudyStatus.RUNNING
     assert getattr(ExecutionGraph, pipeline.MARK)
     assert broker_calls["submit"] == []  # no step waited alone for its id
@@ -74,6 +76,9 @@ def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp
     assert all(jobids.f58_encode(jobids.parse_jobid(jobid)) == jobid for jobid in ids)
     assert all(graph.values[name].status == State.PENDING for name in names)
     assert graph._adapter[STUDY_KEY]  # the study's own key travels with its graph
+    said = [r.message for r in caplog.records if "as Flux job" in r.message]
+    assert sorted(said) == sorted(f"maestro-flux: submitted step '{name}' as Flux job {jobid}"
+                                  for name, jobid in zip(names, ids, strict=True))
     dill.dumps(graph)  # what the conductor pickles after the cycle
     assert run_to_end(graph) == StudyStatus.FINISHED
     assert graph.values["s0"].jobid == [ids[0]]

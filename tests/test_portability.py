@@ -40,6 +40,9 @@ def submitted_jobspec(adapter, step, tmp_path) -> tuple[str, dict, str]:
 # -- the lookup ------------------------------------------------------------------
 def test_guest_requests_are_answered_as_recorded(flux_mode, monkeypatch):
     """FLUX_HANDLE_ROLEMASK=2 makes this connection a guest's, on the real broker too."""
+    if flux_mode.version != "0.88.0":
+        pytest.skip(f"what a guest gets was recorded on flux-core 0.88.0, not "
+                    f"{flux_mode.version}")
     monkeypatch.setenv("FLUX_HANDLE_ROLEMASK", "0x2")
     recorded = json.loads((RECORDINGS / "guest_rpcs.json").read_text())["answers"]
     handle = bindings.connect(flux_mode.uri)
@@ -141,7 +144,8 @@ def test_production_spec_finishes_in_maestro_flux_runs_private_instance(flux_mod
     env.pop("FLUX_URI")
     env["PATH"] = f"{BIN}{os.pathsep}{double_path() if not flux_mode.real else env['PATH']}"
     env["FLUX_DOUBLE_PYTHON"] = str(BIN / "python")
-    done = cli("run", str(PRODUCTION), env=env, cwd=tmp_path)
+    # --private: a system instance on this machine (a site's, or a test's) is left alone.
+    done = cli("run", "--private", str(PRODUCTION), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "starting a private Flux instance of 1 broker(s)" in done.stderr
     assert set(statuses(next(tmp_path.glob("production_*"))).values()) == {"FINISHED"}
@@ -154,7 +158,8 @@ def test_production_spec_finishes_in_an_instance_started_inside_a_job(flux_mode,
     script = (f"#!/bin/sh\nexec {BIN / 'maestro'} run -fg -y -s 1 -o {outdir} {PRODUCTION} "
               f"> {tmp_path / 'maestro.log'} 2>&1\n")
     flux = bindings.bindings()
-    jobspec = flux.job.JobspecV1.from_batch(content=script, nslots=2, name="inside")
+    # from_batch_command: every supported flux-python has it (from_batch came in 0.84).
+    jobspec = flux.job.JobspecV1.from_batch_command(script, "inside", num_slots=2)
     jobspec.cwd = str(tmp_path)
     jobspec.environment = {k: v for k, v in study_env(flux_mode).items() if k != "FLUX_URI"}
     adapter = FluxAdapter(type="flux")
@@ -187,7 +192,8 @@ def test_a_misspelt_queue_fails_the_study_with_one_line_listing_the_queues(flux_
 def test_empty_flux_uri_counts_as_unset(flux_mode, monkeypatch):
     monkeypatch.setenv("FLUX_URI", "")
     try:
-        bindings.connect(None).close()  # a system instance, where there is one
+        handle = bindings.connect(None)  # a system instance, where there is one
+        del handle  # flux-python closes it (0.61's close() refuses to)
     except OSError as err:  # none here: the default URI's socket is missing
         assert "connector name ''" not in str(err) and "Unable to connect to Flux" in str(err)
     assert "FLUX_URI" not in os.environ

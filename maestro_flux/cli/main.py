@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     from maestro_flux.cli.runner import run_study
 
     return run_study(args.spec, size=args.size, dry=args.dry, maestro_args=args.maestro_args,
-                     dry_without_flux=args.dry_without_flux)
+                     dry_without_flux=args.dry_without_flux, private=args.private)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -64,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="Maestro study specification (YAML)")
     run.add_argument("--size", type=int, default=1,
                      help="brokers in the private instance (flux start --test-size)")
+    run.add_argument("--private", action="store_true",
+                     help="start a private instance even where a broker is reachable")
     run.add_argument("--dry", action="store_true", help="write the scripts, submit nothing")
     run.add_argument("--dry-without-flux", action="store_true",
                      help="where flux-core is not installed, do a dry run instead of failing")

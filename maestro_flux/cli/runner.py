@@ -64,7 +64,8 @@ def _reachable_broker() -> str | None:
 
 
 def run_study(spec: str, size: int = 1, dry: bool = False,
-              maestro_args: list[str] | None = None, dry_without_flux: bool = False) -> int:
+              maestro_args: list[str] | None = None, dry_without_flux: bool = False,
+              private: bool = False) -> int:
     """Run ``maestro run`` where it can reach a broker; return the study's status.
 
     Args:
@@ -73,13 +74,14 @@ def run_study(spec: str, size: int = 1, dry: bool = False,
         dry: write the scripts and submit nothing.
         maestro_args: further ``maestro run`` options.
         dry_without_flux: where flux-core is not installed, do a dry run instead of failing.
+        private: start a private instance even where a broker is reachable.
     """
     extra = maestro_args or []
     if dry:
         _say("dry run: writing every step's script, submitting nothing")
         return _dry_run(_maestro(spec, extra, dry=True))
     command = _maestro(spec, extra, dry=False)
-    broker = _reachable_broker()
+    broker = None if private else _reachable_broker()
     if broker:
         _say(f"submitting to the running broker at {broker}")
         return subprocess.call(command)

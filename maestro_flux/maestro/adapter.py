@@ -226,7 +226,8 @@ class FluxAdapter(SchedulerScriptAdapter):
     # -- the broker ----------------------------------------------------------
     def submit(self, step: Any, path: str, cwd: str, job_map: Any = None,
                env: dict | None = None) -> Any:
-        """Submit one step; never raises. Returns the job id in ASCII f58 form."""
+        """Submit one step; never raises. Returns the job id in ASCII f58 form (during
+        a pipelined cycle, a placeholder that the cycle replaces with it)."""
         try:
             jobid = self._submit(step, path, cwd, env)
         except MaestroFluxError as err:
@@ -239,7 +240,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         except Exception as err:  # the conductor must survive anything
             LOGGER.debug("submit of %s failed", step.name, exc_info=True)
             return self._refused(step, f"unexpected {type(err).__name__}: {err}")
-        LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
+        if self._study.cycle is None:  # else the cycle logs the id when it has it
+            LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
         return _records()[0](SubmissionCode.OK, 0, jobid)
 
     def _asks(self, step: Any, cwd: str) -> str | None:
