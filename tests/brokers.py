@@ -7,6 +7,14 @@ Real mode configures ``flux start`` with a TOML directory (``[queues.NAME]``, an
 a resource file with GPUs: ``resource.noverify`` lets a test instance claim GPUs
 the machine lacks, so GPU steps really run); the double takes the same wishes as
 options. job-list lag exists only in the double: a real broker cannot be made to lag.
+
+The real mode's scheduler is flux-core's sched-simple unless
+MAESTRO_FLUX_SCHED_PREFIX names a flux-sched (Fluxion) install built against that
+flux-core; MAESTRO_FLUX_CONFIG names a TOML file or directory given to the
+session's ``flux start -o,--config-path`` (tests/flux-config/production/scheduling.toml:
+node-exclusive matching, backfilling and the feasibility check, as production systems
+configure Fluxion). PRODUCTION, that file with named queues and a default queue beside
+it, makes a whole production-shaped instance (tests/test_production_instance.py).
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +40,16 @@ from maestro_flux.broker import bindings
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 RECORDINGS = TESTS / "recordings"
+#: A production-shaped instance's configuration: named queues, a default queue,
+#: Fluxion's node-exclusive matching and backfilling, the feasibility check.
+PRODUCTION = TESTS / "flux-config" / "production"
+PRODUCTION_QUEUES = ("pbatch", "pdebug")  # pbatch the default, as queues.toml says
 
 DOUBLE_VERSION_ENV = "FLUXDOUBLE_VERSION"
+#: A flux-sched prefix: the real mode's instances run Fluxion instead of sched-simple.
+SCHED_PREFIX_ENV = "MAESTRO_FLUX_SCHED_PREFIX"
+#: A TOML file or directory for the session's real instance (``flux start -o,--config-path``).
+CONFIG_ENV = "MAESTRO_FLUX_CONFIG"
 
 
 def _version_key(name: str) -> tuple[int, ...]:
@@ -55,6 +72,18 @@ class FluxMode:
     env: dict  # variables to set for this mode (in-process and in subprocesses)
     process: subprocess.Popen
     rundir: str
+    scheduler: str = "sched-simple"  # or "fluxion", as the broker's module list says
+    queues: tuple[str, ...] = ()  # the named queues configured, as config.get says
+    configured: bool = False  # started with MAESTRO_FLUX_CONFIG
+    config: dict = field(default_factory=dict)  # what it was configured with (TOML)
+
+    def as_recorded(self, what: str) -> None:
+        """Skip, saying why, unless the broker is set up as the recordings' brokers were
+        (sched-simple, no configuration): ``what`` depends on scheduler and config."""
+        if self.real and (self.scheduler != "sched-simple" or self.configured):
+            pytest.skip(f"{what} was recorded on sched-simple without configuration; this "
+                        f"instance runs {self.scheduler} with {os.environ.get(CONFIG_ENV)} "
+                        "(tests/test_production.py checks what it answers)")
 
     @property
     def real(self) -> bool:
@@ -106,29 +135,100 @@ def real_flux_version() -> str:
     raise RuntimeError(f"'flux version' printed no libflux-core line: {done.stdout!r}")
 
 
-def start_broker(param: str, tmp: Path) -> FluxMode:
+def sched_prefix() -> Path | None:
+    """The flux-sched prefix the real mode runs Fluxion from, if one is named."""
+    named = os.environ.get(SCHED_PREFIX_ENV)
+    return Path(named) if named else None
+
+
+def real_setup() -> str:
+    """The real mode's scheduler and configuration, in words (for the report header)."""
+    sched, config = sched_prefix(), os.environ.get(CONFIG_ENV)
+    return ("scheduler " + (f"Fluxion from {sched}" if sched else "sched-simple")
+            + (f", config {config}" if config else ""))
+
+
+def real_start_env(base: dict | None = None) -> dict:
+    """The environment for ``flux start`` in real mode: no double, no outer broker,
+    and Fluxion's module and modprobe paths when MAESTRO_FLUX_SCHED_PREFIX is set
+    (without the modprobe path flux start silently loads sched-simple)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in (bindings.BINDINGS_ENV, "FLUX_URI")}
+    sched = sched_prefix()
+    if sched:
+        env["FLUX_MODULE_PATH_PREPEND"] = str(sched / "lib" / "flux" / "modules")
+        env["FLUX_MODPROBE_PATH_APPEND"] = str(sched / "etc" / "flux" / "modprobe")
+    return env
+
+
+def read_config(path: Path) -> dict:
+    """A TOML file, or every ``*.toml`` of a directory, as flux-core reads them."""
+    merged: dict = {}
+    for part in [path] if path.is_file() else sorted(path.glob("*.toml")):
+        merged.update(tomllib.loads(part.read_text()))
+    return merged
+
+
+def real_config() -> Path | None:
+    """MAESTRO_FLUX_CONFIG, resolved, if set."""
+    config = os.environ.get(CONFIG_ENV)
+    return Path(config).resolve() if config else None
+
+
+#: Requests sched-simple refuses a guest (guest_rpcs.json) and Fluxion answers any user:
+#: sched-fluxion-qmanager 0.54 registers them with FLUX_ROLE_USER (qmanager.cpp).
+FLUXION_ANSWERS_GUESTS = {"sched.resource-status"}
+
+#: The initial program's first command where queues may be named: a test instance's
+#: named queues start with scheduling stopped (a system instance's admin starts them).
+START_QUEUES = "flux queue start --all >/dev/null 2>&1; "
+
+
+def real_facts(uri: str) -> tuple[str, tuple[str, ...]]:
+    """(scheduler, named queues) of a running real instance, as it reports them."""
+    env = dict(real_start_env(), FLUX_URI=uri)
+    modules = subprocess.run(["flux", "module", "list"], env=env, capture_output=True,
+                             text=True, check=True).stdout
+    scheduler = "fluxion" if "sched-fluxion-qmanager" in modules else "sched-simple"
+    config = subprocess.run(["flux", "config", "get"], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    return scheduler, tuple(sorted(json.loads(config or "{}").get("queues") or {}))
+
+
+def start_broker(param: str, tmp: Path, size: int = 2) -> FluxMode:
     """The session's broker: ``double-VERSION`` (the double playing that version) or
-    ``real`` (``flux start --test-size=2`` of the flux on PATH)."""
+    ``real`` (``flux start --test-size=SIZE`` of the flux on PATH, with Fluxion and the
+    configuration the environment names)."""
     uri_file = tmp / "uri"
     name, _, version = param.partition("-")
     if name == "double":
         env = {bindings.BINDINGS_ENV: "fluxdouble", DOUBLE_VERSION_ENV: version,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS),
                                                            os.environ.get("PYTHONPATH")]))}
-        cmd = [sys.executable, "-m", "fluxdouble", "--test-size=2", f"--rundir={tmp}",
+        cmd = [sys.executable, "-m", "fluxdouble", f"--test-size={size}", f"--rundir={tmp}",
                "--", "sh", "-c", f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
         popen_env = dict(os.environ, **env)
     else:
         env, version = {}, real_flux_version()
-        cmd = ["flux", "start", "--test-size=2", "sh", "-c",
-               f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
-        popen_env = {k: v for k, v in os.environ.items()
-                     if k not in (bindings.BINDINGS_ENV, "FLUX_URI")}
+        config = [f"-o,--config-path={real_config()}"] if real_config() else []
+        cmd = ["flux", "start", f"--test-size={size}", *config, "sh", "-c",
+               f'{START_QUEUES}echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
+        popen_env = real_start_env()
     proc = subprocess.Popen(cmd, env=popen_env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = wait_for_file(uri_file, proc)
     env["FLUX_URI"] = uri
-    return FluxMode(name, version, uri, env, proc, str(tmp))
+    mode = FluxMode(name, version, uri, env, proc, str(tmp))
+    if mode.real:
+        mode.scheduler, mode.queues = real_facts(uri)
+        mode.configured = bool(config)
+        mode.config = read_config(real_config()) if config else {}
+        if sched_prefix() and mode.scheduler != "fluxion":
+            stop_broker(mode)
+            raise RuntimeError(f"{SCHED_PREFIX_ENV}={sched_prefix()}, but the instance "
+                               "loaded sched-simple: is that flux-sched built against the "
+                               "flux-core on PATH?")
+    return mode
 
 
 def stop_broker(mode: FluxMode) -> None:
@@ -144,9 +244,12 @@ def _ids(count: int) -> str:
     return "0" if count == 1 else f"0-{count - 1}"
 
 
-def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Path:
+def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int,
+                 production: bool) -> Path:
     conf = tmp / "conf"
     conf.mkdir()
+    for path in sorted(PRODUCTION.glob("*.toml")) if production else ():
+        shutil.copy(path, conf / path.name)
     if queues:
         text = "".join(f"[queues.{name}]\n" for name in queues)
         # A job without a queue goes to the first one, as a site's default does.
@@ -164,16 +267,18 @@ def _real_config(tmp: Path, size: int, queues: tuple[str, ...], gpus: int) -> Pa
 
 @contextlib.contextmanager
 def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ...] = (),
-                 gpus: int = 0, list_lag: float = 0.0) -> Iterator[FluxMode]:
-    """A broker of ``mode``'s kind with these properties, stopped afterwards."""
+                 gpus: int = 0, list_lag: float = 0.0,
+                 production: bool = False) -> Iterator[FluxMode]:
+    """A broker of ``mode``'s kind with these properties, stopped afterwards;
+    ``production``: configured as PRODUCTION (the double: its queues)."""
+    queues = PRODUCTION_QUEUES if production and not mode.real else queues
     tmp.mkdir(parents=True, exist_ok=True)
     uri_file = tmp / "uri"
     body = ["sh", "-c", f'echo "$FLUX_URI" > {uri_file}; exec sleep 100000']
     if mode.real:
-        env = {k: v for k, v in os.environ.items() if k not in (bindings.BINDINGS_ENV,
-                                                                   "FLUX_URI")}
-        conf = _real_config(tmp, size, queues, gpus)
-        if queues:  # a test instance's named queues start with scheduling stopped
+        env = real_start_env()  # the session's scheduler; the configuration is the test's
+        conf = _real_config(tmp, size, queues, gpus, production)
+        if queues or production:  # a test instance's named queues start stopped
             body[2] = f"flux queue start --all --quiet && {body[2]}"
         cmd = ["flux", "start", f"--test-size={size}", f"-o,--config-path={conf}", *body]
     else:
@@ -183,7 +288,8 @@ def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ..
                *[f"--queue={name}" for name in queues], "--", *body]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    extra = FluxMode(mode.name, mode.version, "", {}, proc, str(tmp))
+    extra = FluxMode(mode.name, mode.version, "", {}, proc, str(tmp), mode.scheduler,
+                     tuple(sorted(PRODUCTION_QUEUES if production else queues)))
     try:
         extra.uri = wait_for_file(uri_file, proc)
         extra.env = {**mode.env, "FLUX_URI": extra.uri}

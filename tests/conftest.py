@@ -9,7 +9,11 @@ The double answers as the newest recorded flux-core; tests marked
 ``every_version`` (the broker-facing contract tests) run on the double at every
 version recorded in tests/recordings/ as well. The real mode is whichever
 flux-core is on PATH: to test several, run the suite once per prefix
-(``.ci/run`` does, for each prefix in MAESTRO_FLUX_PREFIXES).
+(``.ci/run`` does, for each prefix in MAESTRO_FLUX_PREFIXES). Its scheduler is
+sched-simple, or Fluxion with MAESTRO_FLUX_SCHED_PREFIX (tests/brokers.py).
+
+Tests that take ``guest_side`` run as the guest of a broker someone else owns: the
+double, and a real multi-user instance where one can be started (tests/multiuser.py).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import multiuser  # noqa: E402
 from brokers import (  # noqa: E402
     DOUBLE_VERSION_ENV,
     NEWEST,
     RECORDED_VERSIONS,
     real_broker_missing,
     real_flux_version,
+    real_setup,
     start_broker,
     stop_broker,
 )
@@ -51,6 +57,10 @@ MODES = [m for m in os.environ.get("MAESTRO_FLUX_MODES", "double,real").split(",
 def pytest_generate_tests(metafunc):
     """Modes: the double at the newest recorded version (at every recorded version for
     ``every_version`` tests), and the real broker on PATH."""
+    if "guest_side" in metafunc.fixturenames:
+        params = (["double"] if "double" in MODES else []) + (["multiuser"] if "real" in MODES
+                                                              else [])
+        metafunc.parametrize("guest_side", params, indirect=True, scope="session")
     if "flux_session" not in metafunc.fixturenames:
         return
     every = metafunc.definition.get_closest_marker("every_version") is not None
@@ -60,7 +70,7 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("flux_session", params, indirect=True, scope="session")
 
 
-BROKER_FIXTURES = {"flux_mode", "flux_session"}
+BROKER_FIXTURES = {"flux_mode", "flux_session", "guest_side"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -74,7 +84,8 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.contract if taken else pytest.mark.unit)
     if "double" in MODES:
         return
-    kept = [item for item in items if "flux_session" in getattr(item, "fixturenames", ())]
+    kept = [item for item in items
+            if {"flux_session", "guest_side"} & set(getattr(item, "fixturenames", ()))]
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])
     items[:] = kept
 
@@ -90,6 +101,22 @@ def flux_session(request):
     mode = start_broker(request.param, tmp)
     yield mode
     stop_broker(mode)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def guest_side(request):
+    """A broker owned by someone else, and how to act as its guest (tests/multiuser.py):
+    the double, and a real multi-user instance where one can be started."""
+    if request.param == "multiuser":
+        missing = multiuser.why_not()
+        if missing:
+            pytest.skip(missing)
+    tmp = Path(tempfile.mkdtemp(prefix=f"mf-{request.param}-"))
+    side = (multiuser.start_multiuser(tmp) if request.param == "multiuser" else
+            multiuser.start_double(tmp, NEWEST))
+    yield side
+    multiuser.stop(side)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -111,6 +138,11 @@ def pytest_report_header(config):
     missing = real_broker_missing()
     real = ("SKIPPED: " + missing if missing else
             f"ON (flux-core {real_flux_version()} at {shutil.which('flux')}, "
-            "flux start --test-size=2)")
+            f"flux start --test-size=2, {real_setup()})")
+    why = multiuser.why_not()
+    guests = ("SKIPPED: " + why if why else
+              f"ON ({os.environ[multiuser.PREFIX_ENV]}, users {':'.join(multiuser.users())}, "
+              f"{real_setup()})")
     return [f"maestro-flux contract suite: double mode always (flux-core "
-            f"{', '.join(RECORDED_VERSIONS)} for every_version tests); real-broker mode {real}"]
+            f"{', '.join(RECORDED_VERSIONS)} for every_version tests); real-broker mode {real}",
+            f"guest tests on a real multi-user instance: {guests}"]

@@ -41,8 +41,8 @@ def broker_calls(flux_mode, monkeypatch):
         calls["async"].append(args)
         return submit_async(self, *args, **kwargs)
 
-    def counted_id(self, future):
-        jobid = get_id(self, future)
+    def counted_id(self, future, *rest):
+        jobid = get_id(self, future, *rest)
         calls["ids"].append(jobids.f58_encode(jobid))
         return jobid
 

@@ -148,6 +148,7 @@ def test_submit_refusals_match_recording(flux_mode, tmp_path):
 def test_unsatisfiable_request_is_accepted_then_fails_with_alloc_exception(flux_mode, tmp_path):
     flux = bindings.bindings()
     handle = bindings.connect(flux_mode.uri)
+    flux_mode.as_recorded("an unsatisfiable request's fate")
     recorded = flux_mode.recording("errors")["submit_unsatisfiable"]["after_2s"]
     jobid = submit.submit(handle, spec(flux, ["true"], tmp_path, num_tasks=64, num_nodes=64), 16)
     status = status_from_listing(wait_inactive(flux, handle, [jobid])[jobid])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import pwd
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,10 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
     The job manager answers ENOENT both for a job that already ended and for an id
     it never had, in words that change between flux-core versions; one job-list
     request tells the two apart (a job it lists was real, so it has ended).
+
+    A guest may cancel only its own jobs; the job manager's refusal ("guests can
+    only raise exceptions on their own jobs") is replaced by one that names the
+    job's owner, asked of job-list (which answers guests about any job).
 
     Returns:
         jobid -> None if canceled or already ended, else the OSError the broker answered.
@@ -37,4 +42,21 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
     if gone:
         known = {int(entry["id"]) for entry in listing.list_jobs(handle)}
         outcome.update({jobid: None for jobid in gone & known})
+    for jobid, err in outcome.items():
+        if err is not None and err.errno == errno.EPERM:
+            outcome[jobid] = _not_yours(handle, jobid, err)
     return outcome
+
+
+def _not_yours(handle: Any, jobid: int, err: OSError) -> OSError:
+    """The refusal to cancel another user's job, naming its owner if job-list says."""
+    try:
+        owner = listing.owner_of(handle, jobid)
+    except OSError:
+        return err
+    try:
+        who = f"owner: {pwd.getpwuid(owner).pw_name}, uid {owner}"
+    except KeyError:  # a uid this machine has no name for
+        who = f"owner: uid {owner}"
+    return OSError(errno.EPERM, f"it is another user's job ({who}); only they or the "
+                                "instance owner can cancel it")

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from maestro_flux.broker import bindings, cancel, listing, remote, submit
+from maestro_flux.broker import inventory as inventories
 from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.errors import BrokerError, MaestroFluxError
+from maestro_flux.model.inventory import Inventory
 from maestro_flux.model.listing_grace import ListingGrace
 from maestro_flux.model.notices import Notices
 from maestro_flux.model.queues import BrokerQueues
@@ -39,6 +42,8 @@ LOST_CONNECTION = {errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNREF
 #: Jobs that go inactive between two polls are caught by asking for a little
 #: more than the time since the last poll.
 POLL_SLACK = 5.0
+#: Jobs in flight whose request is remembered for their end's message (oldest forgotten).
+MAX_ASKS = 100_000
 
 
 @dataclass
@@ -61,6 +66,10 @@ class Broker:
     #: Ids this Broker submitted: a job the study's current broker does not know
     #: but another Broker submitted was lost with that one (flux_uri_file).
     submitted: set[int] = field(default_factory=set)
+    #: What each job submitted here asked for, in words, until its end is reported:
+    #: a scheduler's "unsatisfiable" note may not say (Fluxion's does not).
+    _asks: Bounded[int, str] = field(default_factory=lambda: Bounded(MAX_ASKS))
+    _inventory: Inventory | None = None
     #: The broker's named queues, looked up once per study (model/queues.py).
     _queues: BrokerQueues | None = None
     #: Jobs submitted here that job-list has not listed yet (model/listing_grace.py).
@@ -158,10 +167,11 @@ class Broker:
                             self.label)
         return self._guest
 
-    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> int:
+    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = (),
+               asks: str | None = None) -> int:
         """Submit a jobspec and wait for its integer job id."""
         future = self.call(lambda h: submit.submit_async(h, jobspec, urgency, flags))
-        return self.submit_get_id(future)
+        return self.submit_get_id(future, asks)
 
     def submit_async(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
         """Send a submit request without waiting for the id (see maestro/pipeline.py).
@@ -170,12 +180,19 @@ class Broker:
         """
         return submit.submit_async(self.handle(), jobspec, urgency, flags)
 
-    def submit_get_id(self, future: Any) -> int:
-        """The id of a sent job (waits for the answer); remembered as this broker's."""
+    def submit_get_id(self, future: Any, asks: str | None = None) -> int:
+        """The id of a sent job (waits for the answer); remembered as this broker's,
+        with what it asked for (``asks``) until ``asks_of`` reports it."""
         jobid = submit.submit_get_id(future)
         self.submitted.add(jobid)
         self.listing_grace.submitted(jobid, time.time())
+        if asks:
+            self._asks.put(jobid, asks)
         return jobid
+
+    def asks_of(self, jobid: int) -> str | None:
+        """What a job submitted here asked for; forgotten once asked (its end is told)."""
+        return self._asks.pop(jobid)
 
     def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).
@@ -222,6 +239,15 @@ class Broker:
             LOGGER.info("maestro-flux: queues of %s: %s (from %s)", self.label,
                         self._queues.describe(), self._queues.how)
         return self._queues
+
+    def inventory(self) -> Inventory:
+        """The instance's nodes, cores and GPUs, asked once per study (when needed)."""
+        if self._inventory is None or self._inventory.nodes is None:
+            try:
+                self._inventory = self.call(inventories.inventory)
+            except (MaestroFluxError, OSError) as err:
+                return Inventory(None, why=f"cannot ask {self.label}: {err}")
+        return self._inventory
 
     def cancel(self, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
         """Cancel all ids in one pass; jobid -> error (None when canceled)."""

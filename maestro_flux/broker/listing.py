@@ -20,3 +20,9 @@ def list_jobs(handle: Any, since: float = 0.0) -> list[dict]:
     payload = {"max_entries": 0, "attrs": LIST_ATTRS, "since": since,
                "constraint": {"and": [{"userid": [os.getuid()]}]}}
     return handle.rpc("job-list.list", payload).get()["jobs"]
+
+
+def owner_of(handle: Any, jobid: int) -> int:
+    """The uid of the user who submitted ``jobid`` (``job-list.list-id``)."""
+    payload = {"id": jobid, "attrs": ["userid"]}
+    return int(handle.rpc("job-list.list-id", payload).get()["job"]["userid"])

@@ -23,6 +23,9 @@ from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.errors import MaestroFluxError, StepError
 from maestro_flux.model.queues import BrokerQueues, bank_policy, fit_queue, queue_policy
 
+#: What doctor says of what only the instance owner may ask.
+NOT_VISIBLE = "not visible to a guest"
+
 
 @dataclass
 class Report:
@@ -118,14 +121,22 @@ def _instance(broker: Broker, options: BatchOptions,
     role = "guest (urgency capped at 16)" if broker.is_guest() else "owner"
     report.line("ok", "instance", f"level {attr('instance-level')}, size {attr('size')} "
                 f"broker(s), you are the {role}")
+    has = broker.inventory()
+    report.line("ok" if has.nodes is not None else "warn", "resources",
+                has.describe() + (" (resource.status)" if has.nodes is not None else ""))
     report.line("ok" if queues.known else "warn", "queues",
                 (f"{queues.describe()} (from {queues.how})" if queues.known else
                  queues.describe()) + f": {queue_policy(queues, options.portable)}")
-    report.line("ok" if accounting is not None else "warn", "banks",
-                {True: f"flux-accounting is loaded ({how}): banks are checked",
-                 False: f"flux-accounting is not loaded ({how}): a bank is accepted and "
-                        "ignored"}.get(accounting, f"cannot tell whether banks are checked: "
-                                                   f"{how}"))
+    if accounting is None and broker.is_guest():
+        # Not a fault: the plugin list is the owner's to read (guest_rpcs.json).
+        report.line("ok", "banks", f"{NOT_VISIBLE}: {how}; where flux-accounting runs, "
+                                   "'flux account view-user $USER' lists your banks")
+    else:
+        report.line("ok" if accounting is not None else "warn", "banks",
+                    {True: f"flux-accounting is loaded ({how}): banks are checked",
+                     False: f"flux-accounting is not loaded ({how}): a bank is accepted and "
+                            "ignored"}.get(accounting, f"cannot tell whether banks are "
+                                                       f"checked: {how}"))
     return queues, accounting, how
 
 

@@ -31,9 +31,18 @@ from maestro_flux.model import jobids, templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
+from maestro_flux.model.guest import guest_flags
+from maestro_flux.model.inventory import Inventory
 from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
+from maestro_flux.model.refusals import UNSATISFIABLE, refusal
 from maestro_flux.model.request import JobRequest, job_request, launcher_command
-from maestro_flux.model.resources import StepResources, step_options, step_resources, wants_nested
+from maestro_flux.model.resources import (
+    StepResources,
+    describe,
+    step_options,
+    step_resources,
+    wants_nested,
+)
 from maestro_flux.model.script import interpreter, render_script
 from maestro_flux.model.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.model.urgency import clamp
@@ -224,7 +233,8 @@ class FluxAdapter(SchedulerScriptAdapter):
         except MaestroFluxError as err:
             return self._refused(step, str(err))
         except OSError as err:
-            return self._refused(step, f"Flux refused the job: {err.strerror or err}")
+            return self._refused(step, refusal(err, self._asks(step, cwd),
+                                               self._has(err)))
         except (ValueError, TypeError) as err:
             return self._refused(step, f"invalid job request: {err}")
         except Exception as err:  # the conductor must survive anything
@@ -233,6 +243,17 @@ class FluxAdapter(SchedulerScriptAdapter):
         if self._study.cycle is None:  # else the cycle logs the id when it has it
             LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", step.name, jobid)
         return _records()[0](SubmissionCode.OK, 0, jobid)
+
+    def _asks(self, step: Any, cwd: str) -> str | None:
+        """What the step asks of Flux, in words (None if it cannot be planned)."""
+        try:
+            return describe(self._plan(step, cwd).request.resources)
+        except (MaestroFluxError, ValueError):
+            return None
+
+    def _has(self, err: OSError) -> Inventory | None:
+        """What the instance has, asked only when it refused a job for lack of it."""
+        return self._broker().inventory() if err.errno in UNSATISFIABLE else None
 
     def _refused(self, step: Any, reason: str) -> Any:
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
@@ -262,8 +283,9 @@ class FluxAdapter(SchedulerScriptAdapter):
         urgency, flags = self._as_submitter(broker, urgency, flags)
         cycle = self._study.cycle
         if cycle is not None:  # the pipeline records the id at the end of the cycle
-            return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker)
-        return jobids.f58_encode(broker.submit(jobspec, urgency, flags))
+            return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
+                             self._asks(step, cwd))
+        return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
 
     def _broker(self) -> Any:
         return self._study.broker(self._broker_choice.uri, self._options.connect_timeout)
@@ -271,11 +293,12 @@ class FluxAdapter(SchedulerScriptAdapter):
     def _as_submitter(self, broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
         """Urgency and flags within what this submitter may ask of the broker."""
         guest = broker.is_guest()
-        if guest and "waitable" in flags:
-            self._study.notices.log_once(LOGGER, logging.WARNING, "guest-waitable",
-                                         "maestro-flux: the 'waitable' flag is only for the "
-                                         "instance owner; ignored")
-            flags = [flag for flag in flags if flag != "waitable"]
+        if guest:
+            flags, dropped = guest_flags(flags)
+            for flag in dropped:
+                self._study.notices.log_once(LOGGER, logging.WARNING, f"guest-{flag}",
+                                             "maestro-flux: the '%s' flag is only for the "
+                                             "instance owner; ignored", flag)
         return clamp(urgency, guest), flags
 
     def check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
@@ -350,9 +373,11 @@ class FluxAdapter(SchedulerScriptAdapter):
                              text, broker.label, why)
             return State.UNKNOWN
         state = State[status.maestro_state]
+        # Forgotten at the end of every job, so the broker keeps it for those in flight only.
+        asks = broker.asks_of(number) if status.state == "INACTIVE" else None
         if state in (State.FAILED, State.TIMEDOUT, State.CANCELLED):
             notices.log_once(LOGGER, logging.WARNING, f"end:{text}",
-                             "maestro-flux: job %s ended: %s", text, status.reason())
+                             "maestro-flux: job %s ended: %s", text, status.reason(asks))
         return state
 
     def cancel_jobs(self, joblist: list) -> Any:

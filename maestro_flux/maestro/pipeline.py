@@ -46,6 +46,7 @@ from maestro_flux.maestro import maestro_names
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 from maestro_flux.model import jobids
+from maestro_flux.model.refusals import UNSATISFIABLE, refusal
 
 LOGGER = logging.getLogger(__name__)
 SWITCH = "MAESTRO_FLUX_PIPELINE"
@@ -63,6 +64,7 @@ class Sent:
     placeholder: str
     future: Any
     broker: Broker
+    asks: str | None = None  # what the step asks for, in words, for a refusal's line
 
 
 @dataclass
@@ -71,17 +73,17 @@ class Cycle:
 
     sent: list[Sent] = field(default_factory=list)
 
-    def add(self, step_name: str, future: Any, broker: Broker) -> str:
+    def add(self, step_name: str, future: Any, broker: Broker, asks: str | None = None) -> str:
         """Remember a sent job; returns the placeholder id Maestro records for now."""
         placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex[:12]}"
-        self.sent.append(Sent(step_name, placeholder, future, broker))
+        self.sent.append(Sent(step_name, placeholder, future, broker, asks))
         return placeholder
 
     def answers(self) -> Iterator[tuple[Sent, str | Exception]]:
         """Each sent job with its ASCII f58 id, or the error the broker answered."""
         for sent in self.sent:
             try:
-                yield sent, jobids.f58_encode(sent.broker.submit_get_id(sent.future))
+                yield sent, jobids.f58_encode(sent.broker.submit_get_id(sent.future, sent.asks))
             except Exception as err:  # refused, or the connection went: one line each
                 yield sent, err
 
@@ -109,9 +111,9 @@ def _replace(ids: list, placeholder: str, jobid: str) -> None:
 
 
 def _refused(graph: Any, record: Any, sent: Sent, err: Exception, failed: Any) -> None:
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-    LOGGER.error("maestro-flux: step '%s' was not submitted: Flux refused the job: %s",
-                 sent.step_name, reason)
+    has = (sent.broker.inventory() if getattr(err, "errno", None) in UNSATISFIABLE else None)
+    LOGGER.error("maestro-flux: step '%s' was not submitted: %s", sent.step_name,
+                 refusal(err, sent.asks, has))
     if sent.placeholder in record.jobid:
         record.jobid.remove(sent.placeholder)
     graph.in_progress.discard(sent.step_name)

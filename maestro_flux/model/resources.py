@@ -213,3 +213,17 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any],
         tasks=slots, cores_per_task=cores, gpus_per_task=gpus,
         launcher_exclusive=_exclusive(run.get("exclusive"))[1],
     )
+
+
+def describe(res: StepResources) -> str:
+    """What the step asks for, in words: ``2 nodes (exclusive), 4 slots of 1 core and
+    1 GPU``."""
+    parts = []
+    if res.nodes:
+        parts.append(f"{res.nodes} node{'s' if res.nodes != 1 else ''}"
+                     + (" (exclusive)" if res.exclusive else ""))
+    slot = f"{res.slots} slot{'s' if res.slots != 1 else ''} of {res.cores_per_slot} core"
+    slot += "s" if res.cores_per_slot != 1 else ""
+    if res.gpus_per_slot:
+        slot += f" and {res.gpus_per_slot} GPU{'s' if res.gpus_per_slot != 1 else ''}"
+    return ", ".join([*parts, slot])

@@ -64,8 +64,9 @@ class JobStatus:
             return ACTIVE_STATE_MAP.get(self.state, "UNKNOWN")
         return RESULT_MAP.get(self.result or "", "UNKNOWN")
 
-    def reason(self) -> str:
-        """One line that says why an inactive job did not complete."""
+    def reason(self, asks: str | None = None) -> str:
+        """One line that says why an inactive job did not complete; for a request the
+        scheduler cannot satisfy, with what the step asked for (``asks``, in words)."""
         parts = []
         if self.result:
             parts.append(self.result)
@@ -74,7 +75,9 @@ class JobStatus:
         if self.exception_type:
             explained = REASONS.get(self.exception_type, self.exception_type)
             note = f": {self.exception_note}" if self.exception_note else ""
-            parts.append(f"{explained}{note}")
+            alloc = asks and self.exception_type == "alloc"
+            asked = f" (the step asks for {asks})" if alloc else ""
+            parts.append(f"{explained}{note}{asked}")
         return ", ".join(parts)
 
 

@@ -151,7 +151,10 @@ class Flux:
         # As libflux reads it (strtoul, base 0): without the owner bit (1), a guest.
         rolemask = os.environ.get("FLUX_HANDLE_ROLEMASK")
         guest = rolemask is not None and not int(rolemask, 0) & 1
-        self._cred = {"userid": os.getuid(), "guest": guest}
+        # FLUXDOUBLE_USERID credits the connection to another user, as the peer
+        # credentials of that user's process would (tests/multiuser.py's owner).
+        userid = int(os.environ.get("FLUXDOUBLE_USERID", os.getuid()))
+        self._cred = {"userid": userid, "guest": guest}
 
     def rpc(self, topic: str, payload: dict | None = None) -> Future:
         self._tag += 1

@@ -18,7 +18,9 @@ from fluxdouble import Flux, Future, versions
 from fluxdouble.cli import base as helpers
 from fluxdouble.jobid import JobID
 
+FLUX_JOB_DEBUG = 2
 FLUX_JOB_WAITABLE = 4
+FLUX_JOB_NOVALIDATE = 8
 FLUX_USERID_UNKNOWN = 0xFFFFFFFF
 #: What flux.job has that the double does not model, and why; test_double_versions
 #: checks that maestro-flux uses none of it.
@@ -381,7 +383,8 @@ def _retag(future: Future, cls: type) -> Future:
 def submit_async(flux_handle, jobspec, urgency=16, waitable=False, debug=False,
                  pre_signed=False, novalidate=False) -> SubmitFuture:
     text = jobspec if isinstance(jobspec, str) else jobspec.dumps()
-    flags = FLUX_JOB_WAITABLE if waitable else 0
+    flags = ((FLUX_JOB_WAITABLE if waitable else 0) | (FLUX_JOB_DEBUG if debug else 0)
+             | (FLUX_JOB_NOVALIDATE if novalidate else 0))
     future = flux_handle.rpc("job-ingest.submit", {"J": text, "urgency": urgency,
                                                    "flags": flags})
     return _retag(future, SubmitFuture)

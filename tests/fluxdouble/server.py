@@ -56,6 +56,7 @@ class Job:
     nodes: int = 1
     events: list = field(default_factory=list)
     annotations: dict = field(default_factory=dict)
+    queue: str | None = None
 
     @property
     def name(self) -> str:
@@ -230,6 +231,9 @@ class Broker:
         if guest and payload.get("flags", 0) & 4:
             raise RequestError(errno.EINVAL,
                                "only the instance owner can submit with FLUX_JOB_WAITABLE")
+        if guest and payload.get("flags", 0) & 8:  # flux-core job-ingest's job.c
+            raise RequestError(errno.EPERM,
+                               "only the instance owner can submit with FLUX_JOB_NOVALIDATE")
         queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
         if queue is not None and queue not in self.queues:
             # 0.88's two refusals: with named queues, and without any.
@@ -237,6 +241,8 @@ class Broker:
                 raise RequestError(errno.EPERM, f"Invalid queue '{queue}' specified")
             raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
         job = Job(self.new_id(), jobspec, urgency, cred["userid"])
+        # The default queue (policy.jobspec.defaults.system.queue) is the first one.
+        job.queue = queue or (self.queues[0] if self.queues else None)
         job.cores = max(1, _count(jobspec["resources"]))
         job.gpus = _count(jobspec["resources"], "gpu")
         job.slots = _count(jobspec["resources"], "slot")
@@ -271,7 +277,7 @@ class Broker:
         return {"jobs": jobs[:limit] if limit else jobs}
 
     def _listing(self, job: Job, wanted: set) -> dict:
-        entry = {"id": job.id, "state": STATE[job.state], "name": job.name,
+        entry = {"id": job.id, "userid": job.userid, "state": STATE[job.state], "name": job.name,
                  "urgency": job.urgency, "t_submit": job.t_submit}
         if job.state == "INACTIVE":
             entry["result"] = RESULT[job.result()]
@@ -280,6 +286,8 @@ class Broker:
             entry["waitstatus"] = job.waitstatus
         if job.annotations:
             entry["annotations"] = job.annotations
+        if job.queue:
+            entry["queue"] = job.queue
         entry["exception_occurred"] = job.exception is not None
         if job.exception:
             entry["exception_type"] = job.exception["type"]
@@ -307,6 +315,9 @@ class Broker:
             raise RequestError(errno.ENOENT, "unknown job id")
         if job.state == "INACTIVE":
             raise RequestError(errno.ENOENT, "job is inactive")
+        if self._guest(cred) and cred["userid"] != job.userid:
+            # flux-core's job-manager raise.c, after the job is found active
+            raise RequestError(errno.EPERM, "guests can only raise exceptions on their own jobs")
         self._exception(job, payload["type"], payload.get("note", ""), payload["severity"])
         return {}
 
