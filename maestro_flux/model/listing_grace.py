@@ -12,6 +12,7 @@ Pure bookkeeping, bounded in size: the clock is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from maestro_flux.model.bounded import Bounded
@@ -41,8 +42,11 @@ class ListingGrace:
         """Remember that the broker accepted ``jobid`` at ``now``."""
         self._submitted.put(jobid, now)
 
-    def listed(self, jobids: object) -> None:
-        """Forget ids job-list has listed: they no longer need the grace."""
+    def listed(self, jobids: Collection[int]) -> None:
+        """Forget ids job-list has listed: they no longer need the grace. (A poll lists
+        every active job, often thousands; the smaller side is walked.)"""
+        if len(self._submitted) < len(jobids):
+            jobids = [jobid for jobid in self._submitted if jobid in jobids]
         for jobid in jobids:
             self._submitted.pop(jobid)
 
