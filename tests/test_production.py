@@ -85,3 +85,18 @@ def test_a_gpu_step_on_a_cpu_only_instance_fails_in_one_line_naming_the_gpu(
         assert lines[0].startswith(f"maestro-flux: job {record.job_identifier} ended: FAILED, "
                                    "exit code 1, the scheduler cannot satisfy the request: ")
         assert lines[0].endswith(f"({asks})")
+
+
+def test_what_a_job_asked_for_is_kept_only_while_it_runs(flux_mode, tmp_path):
+    """The study's Broker keeps each job's request in words for its end's message,
+    and forgets it when the end is seen, however the job ended."""
+    adapter = FluxAdapter(type="flux")
+    broker = adapter.study.broker(adapter.broker_choice.uri)
+    ids = []
+    for name, cmd in (("ok", "true"), ("bad", "false")):
+        step = make_step(name=name, cmd=cmd, procs=1)
+        _, script, _ = adapter.write_script(str(tmp_path), step)
+        ids.append(adapter.submit(step, script, str(tmp_path)).job_identifier)
+    assert len(broker._asks) == 2
+    assert [wait_for(adapter, jobid).name for jobid in ids] == ["FINISHED", "FAILED"]
+    assert len(broker._asks) == 0
