@@ -301,3 +301,21 @@ def extra_broker(mode: FluxMode, tmp: Path, size: int = 1, queues: tuple[str, ..
 def double_path() -> str:
     """PATH with the double's ``flux`` command first (for ``maestro-flux run``)."""
     return os.pathsep.join([str(TESTS / "fluxdouble" / "bin"), os.environ["PATH"]])
+
+
+@contextlib.contextmanager
+def pointed_at(mode: FluxMode, monkeypatch: pytest.MonkeyPatch) -> Iterator[FluxMode]:
+    """This process pointed at ``mode``'s broker, with no stale bindings or study state."""
+    from maestro_flux.maestro.study_state import STUDIES
+
+    monkeypatch.delenv(bindings.BINDINGS_ENV, raising=False)
+    monkeypatch.delenv(DOUBLE_VERSION_ENV, raising=False)
+    for key, value in mode.env.items():
+        monkeypatch.setenv(key, value)
+    bindings.bindings.cache_clear()
+    STUDIES.clear()
+    try:
+        yield mode
+    finally:
+        bindings.bindings.cache_clear()
+        STUDIES.clear()

@@ -30,18 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import multiuser  # noqa: E402
 from brokers import (  # noqa: E402
-    DOUBLE_VERSION_ENV,
     NEWEST,
     RECORDED_VERSIONS,
+    pointed_at,
     real_broker_missing,
     real_flux_version,
     real_setup,
     start_broker,
     stop_broker,
 )
-
-from maestro_flux.broker import bindings  # noqa: E402
-from maestro_flux.maestro.study_state import STUDIES  # noqa: E402
 
 
 def pytest_configure(config):
@@ -123,15 +120,8 @@ def guest_side(request):
 @pytest.fixture
 def flux_mode(flux_session, monkeypatch):
     """The session's broker, with this process pointed at it and no stale connections."""
-    monkeypatch.delenv(bindings.BINDINGS_ENV, raising=False)
-    monkeypatch.delenv(DOUBLE_VERSION_ENV, raising=False)
-    for key, value in flux_session.env.items():
-        monkeypatch.setenv(key, value)
-    bindings.bindings.cache_clear()
-    STUDIES.clear()
-    yield flux_session
-    bindings.bindings.cache_clear()
-    STUDIES.clear()
+    with pointed_at(flux_session, monkeypatch) as mode:
+        yield mode
 
 
 def pytest_report_header(config):

@@ -10,13 +10,12 @@ import logging
 import os
 
 import pytest
-from brokers import PRODUCTION_QUEUES, extra_broker
+from brokers import PRODUCTION_QUEUES, extra_broker, pointed_at
 from helpers import make_step, wait_for
-from test_studies_end_to_end import SPECS, run_fg, with_uri
+from test_studies_end_to_end import SPECS, example_finishes
 
 from maestro_flux.broker import bindings
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.study_state import STUDIES
 
 pytestmark = pytest.mark.e2e
 
@@ -30,24 +29,13 @@ def production(flux_session, tmp_path_factory):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_every_example_study_finishes_on_a_production_instance(production, tmp_path, spec):
-    extra = {}
-    if "flux_uri:" in spec.read_text():
-        spec = with_uri(spec, production.uri, tmp_path)
-        extra["FLUX_URI"] = f"local://{tmp_path}/not-this-one/local-0"  # the batch key wins
-    done, states = run_fg(spec, production, tmp_path, **extra)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert states and set(states.values()) == {"FINISHED"}, states
+    example_finishes(spec, production, tmp_path)
 
 
 @pytest.fixture
 def on_production(production, monkeypatch):
-    for key, value in production.env.items():
-        monkeypatch.setenv(key, value)
-    bindings.bindings.cache_clear()
-    STUDIES.clear()
-    yield production
-    bindings.bindings.cache_clear()
-    STUDIES.clear()
+    with pointed_at(production, monkeypatch) as mode:
+        yield mode
 
 
 def test_a_step_that_names_no_queue_runs_in_the_default_queue(on_production, tmp_path):

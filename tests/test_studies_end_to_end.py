@@ -64,11 +64,17 @@ def with_uri(spec: Path, uri: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_every_example_study_finishes(flux_mode, tmp_path, spec):
+    example_finishes(spec, flux_mode, tmp_path)
+
+
+def example_finishes(spec: Path, mode, tmp_path: Path) -> None:
+    """An example study runs to FINISHED on ``mode``'s broker (one naming a flux_uri is
+    pointed at it, and FLUX_URI elsewhere, to show the batch key wins)."""
     extra = {}
     if "flux_uri:" in spec.read_text():
-        spec = with_uri(spec, flux_mode.uri, tmp_path)
-        extra["FLUX_URI"] = f"local://{tmp_path}/not-this-one/local-0"  # the batch key wins
-    done, states = run_fg(spec, flux_mode, tmp_path, **extra)
+        spec = with_uri(spec, mode.uri, tmp_path)
+        extra["FLUX_URI"] = f"local://{tmp_path}/not-this-one/local-0"
+    done, states = run_fg(spec, mode, tmp_path, **extra)
     assert done.returncode == 0, done.stderr[-2000:]
     assert states and set(states.values()) == {"FINISHED"}, states
 
