@@ -143,7 +143,7 @@ def test_an_exception_mid_cycle_leaves_no_accepted_job_unrecorded(broker_calls, 
 def graph_broker_handle(graph: ExecutionGraph):
     from maestro_flux.maestro.adapter import FluxAdapter
 
-    return FluxAdapter(**graph._adapter)._broker().handle()
+    return FluxAdapter(**graph._adapter).broker().handle()
 
 
 def test_pipeline_can_be_switched_off(broker_calls, tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def _broker_facts(adapter: FluxAdapter, out: TextIO) -> None:
     layers = [options.defaults, *options.profiles.values()]
     if not any(layer.options.get(key) for layer in layers for key in ("queue", "bank")):
         return
-    broker = adapter.study.broker(adapter.broker_choice.uri, options.connect_timeout)
+    broker = adapter.broker()
     queues = broker.queues()
     print(f"queues on {broker.label}: {queues.describe()}: "
           f"{queue_policy(queues, options.portable)}", file=out)

@@ -161,7 +161,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         directives = (directive_options(template_directives(draft[1], path), path)
                       if draft else {})
         options = effective_options(directives, self._options, choice, step.run)
-        fit = fit_to_broker(options, self._options, self._broker_choice, self._study)
+        fit = fit_to_broker(options, self.broker(), self._options.portable)
         options = fit.options
         res = self._resources(options, step.run, choice)
         # $(LAUNCHER) is built from these same effective resources (get_parallelize_command).
@@ -253,7 +253,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _has(self, err: OSError) -> Inventory | None:
         """What the instance has, asked only when it refused a job for lack of it."""
-        return self._broker().inventory() if err.errno in UNSATISFIABLE else None
+        return self.broker().inventory() if err.errno in UNSATISFIABLE else None
 
     def _refused(self, step: Any, reason: str) -> Any:
         LOGGER.error("maestro-flux: step '%s' was not submitted: %s", step.name, reason)
@@ -279,7 +279,7 @@ class FluxAdapter(SchedulerScriptAdapter):
             raise BatchBlockError(self._problem)
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
-        broker = self._broker()
+        broker = self.broker()
         urgency, flags = self._as_submitter(broker, urgency, flags)
         cycle = self._study.cycle
         if cycle is not None:  # the pipeline records the id at the end of the cycle
@@ -287,7 +287,8 @@ class FluxAdapter(SchedulerScriptAdapter):
                              self._asks(step, cwd))
         return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
 
-    def _broker(self) -> Any:
+    def broker(self) -> Any:
+        """The study's Broker for this adapter's URI (no connection is opened here)."""
         return self._study.broker(self._broker_choice.uri, self._options.connect_timeout)
 
     def _as_submitter(self, broker: Any, urgency: int, flags: list[str]) -> tuple[int, list[str]]:
@@ -317,7 +318,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _check_jobs(self, joblist: list) -> tuple[JobStatusCode, dict]:
         parsed, states = self._parse_ids(joblist)
-        broker = self._broker()
+        broker = self.broker()
         try:
             statuses = broker.statuses(set(parsed.values()))
         except (MaestroFluxError, OSError) as err:
@@ -396,7 +397,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _cancel_jobs(self, joblist: list, CancellationRecord: type) -> Any:
         parsed, bad = self._parse_ids(joblist)
-        broker = self._broker()
+        broker = self.broker()
         try:
             outcome = broker.cancel(set(parsed.values()), CANCEL_REASON)
         except (MaestroFluxError, OSError) as err:

@@ -10,16 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from maestro_flux.broker.uri import BrokerChoice
-from maestro_flux.maestro.study_state import StudyState
-from maestro_flux.model.batch_options import BatchOptions
+from maestro_flux.broker.connection import Broker
 from maestro_flux.model.queues import QueueFit, dropped_warning, fit_queue
 
 LOGGER = logging.getLogger(__name__)
 
 
-def fit_to_broker(options: Mapping[str, Any], batch: BatchOptions, choice: BrokerChoice,
-                  study: StudyState) -> QueueFit:
+def fit_to_broker(options: Mapping[str, Any], broker: Broker, portable: bool) -> QueueFit:
     """The step's options with its queue kept, dropped (warned once per study) or refused.
 
     Raises:
@@ -27,10 +24,9 @@ def fit_to_broker(options: Mapping[str, Any], batch: BatchOptions, choice: Broke
     """
     if not options.get("queue"):
         return QueueFit(dict(options))  # nothing to look up: no request sent
-    broker = study.broker(choice.uri, batch.connect_timeout)
-    fit = fit_queue(options, broker.queues(), broker.label, batch.portable)
-    if fit.dropped:
-        study.notices.log_once(LOGGER, logging.WARNING,
-                               f"queue-dropped:{fit.dropped}:{broker.label}",
-                               dropped_warning(fit.dropped, broker.label))
+    fit = fit_queue(options, broker.queues(), broker.label, portable)
+    if fit.dropped:  # the broker's notices are its study's
+        broker.notices.log_once(LOGGER, logging.WARNING,
+                                f"queue-dropped:{fit.dropped}:{broker.label}",
+                                dropped_warning(fit.dropped, broker.label))
     return fit
