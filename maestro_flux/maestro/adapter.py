@@ -161,7 +161,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         directives = (directive_options(template_directives(draft[1], path), path)
                       if draft else {})
         options = effective_options(directives, self._options, choice, step.run)
-        fit = fit_to_broker(options, self.broker(), self._options.portable)
+        fit = fit_to_broker(options, self.broker, self._options.portable)
         options = fit.options
         res = self._resources(options, step.run, choice)
         # $(LAUNCHER) is built from these same effective resources (get_parallelize_command).

@@ -7,7 +7,7 @@ The queues are looked up once per study, on the first step that names a queue
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from maestro_flux.broker.connection import Broker
@@ -16,7 +16,8 @@ from maestro_flux.model.queues import QueueFit, dropped_warning, fit_queue
 LOGGER = logging.getLogger(__name__)
 
 
-def fit_to_broker(options: Mapping[str, Any], broker: Broker, portable: bool) -> QueueFit:
+def fit_to_broker(options: Mapping[str, Any], broker_of: Callable[[], Broker],
+                  portable: bool) -> QueueFit:
     """The step's options with its queue kept, dropped (warned once per study) or refused.
 
     Raises:
@@ -24,6 +25,7 @@ def fit_to_broker(options: Mapping[str, Any], broker: Broker, portable: bool) ->
     """
     if not options.get("queue"):
         return QueueFit(dict(options))  # nothing to look up: no request sent
+    broker = broker_of()  # only now: a step without a queue never touches the broker
     fit = fit_queue(options, broker.queues(), broker.label, portable)
     if fit.dropped:  # the broker's notices are its study's
         broker.notices.log_once(LOGGER, logging.WARNING,
