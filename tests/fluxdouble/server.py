@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fluxdouble import versions
+from fluxdouble import dependencies, versions
 from fluxdouble.jobid import F58_ASCII_PREFIX, f58
 
 STATE = {"NEW": 1, "DEPEND": 2, "PRIORITY": 4, "SCHED": 8, "RUN": 16, "CLEANUP": 32,
@@ -57,6 +57,12 @@ class Job:
     events: list = field(default_factory=list)
     annotations: dict = field(default_factory=dict)
     queue: str | None = None
+    #: Descriptions of the dependencies not yet met ("afterok=ID"), while in DEPEND.
+    waiting: list = field(default_factory=list)
+
+    @property
+    def allocated(self) -> bool:
+        return any(event["name"] == "alloc" for event in self.events)
 
     @property
     def name(self) -> str:
@@ -136,6 +142,8 @@ class Broker:
         self.free_gpus = size * gpus_per_node
         self.free_nodes = size
         self.seq = 0
+        #: Target job id -> the dependencies waiting on its end (dependencies.py).
+        self.after: dict = {}
         self.start = time.time()
         self.uri = f"local://{rundir}/local-0"
 
@@ -241,6 +249,7 @@ class Broker:
                 raise RequestError(errno.EPERM, f"Invalid queue '{queue}' specified")
             raise RequestError(errno.EINVAL, f"'{queue}' is not a valid queue")
         job = Job(self.new_id(), jobspec, urgency, cred["userid"])
+        pending = self._dependencies(job)  # refuses before the job exists, as flux does
         # The default queue (policy.jobspec.defaults.system.queue) is the first one.
         job.queue = queue or (self.queues[0] if self.queues else None)
         job.cores = max(1, _count(jobspec["resources"]))
@@ -250,12 +259,14 @@ class Broker:
         self.jobs[job.id] = job
         self._event(job, "submit", {"userid": job.userid, "urgency": urgency,
                                     "flags": payload.get("flags", 0), "version": 1})
-        for name, state in (("validate", "DEPEND"), ("depend", "PRIORITY")):
-            self._event(job, name, {})
-            job.state = state
-        self._event(job, "priority", {"priority": urgency})
-        job.state = "SCHED"
-        self._schedule()
+        self._event(job, "validate", {})
+        job.state = "DEPEND"
+        for after in pending:
+            self.after.setdefault(after.target, []).append(after)
+            job.waiting.append(after.description)
+            self._event(job, "dependency-add", {"description": after.description})
+        if not job.waiting:
+            self._depend_met(job)
         return {"id": job.id}
 
     def rpc_job_list_list(self, payload: dict, cred: dict) -> dict:
@@ -330,6 +341,43 @@ class Broker:
                                if job.state == "INACTIVE" else "job is not running")
         self._signal(job, payload.get("signum", signal.SIGTERM))
         return {}
+
+    # -- dependencies (fluxdouble/dependencies.py) ----------------------------
+    def _dependencies(self, job: Job) -> list:
+        """The job's after-dependencies still to be met; RequestError if one never can."""
+        system = job.jobspec.get("attributes", {}).get("system", {})
+        pending = []
+        try:
+            for entry in system.get("dependencies") or []:
+                after = dependencies.parse(job.id, entry)
+                target = self.jobs.get(after.target)
+                if not dependencies.check(after, target, job.userid, self.version):
+                    pending.append(after)
+        except dependencies.Refused as err:
+            raise RequestError(err.errnum, str(err)) from None
+        return pending
+
+    def _depend_met(self, job: Job) -> None:
+        self._event(job, "depend", {})
+        job.state = "PRIORITY"
+        self._event(job, "priority", {"priority": job.urgency})
+        job.state = "SCHED"
+        self._schedule()
+
+    def _release_dependents(self, target: Job) -> None:
+        """What the end of ``target`` does to the jobs waiting on it."""
+        for after in self.after.pop(target.id, []):
+            job = self.jobs[after.depid]
+            if job.state != "DEPEND" or after.description not in job.waiting:
+                continue  # ended (canceled, say) while it waited
+            note = dependencies.outcome(after, target, self.version)
+            if note is not None:
+                self._exception(job, "dependency", note)
+                continue
+            job.waiting.remove(after.description)
+            self._event(job, "dependency-remove", {"description": after.description})
+            if not job.waiting:
+                self._depend_met(job)
 
     # -- job life ------------------------------------------------------------
     def _event(self, job: Job, name: str, context: dict) -> None:
@@ -429,6 +477,7 @@ class Broker:
         job.state = "INACTIVE"
         self._event(job, "clean", {})
         job.t_inactive = time.time()
+        self._release_dependents(job)
 
 
 def _expand(template: str, job: Job) -> str:

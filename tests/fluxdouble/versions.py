@@ -28,10 +28,15 @@ class Version:
     job_list_constraint: bool
     #: The alloc exception note of an unsatisfiable request says what was needed.
     detailed_unsatisfiable_note: bool
+    #: dependency-after refuses or fails after-dependencies (afterany aside) on a job
+    #: that never started, "job never started" (0.76 on); 0.61 only says "can never
+    #: be satisfied", and releases afternotok dependents of such a job.
+    dependency_never_started: bool = True
 
 
 VERSIONS = {v.name: v for v in (
-    Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False),
+    Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
+            dependency_never_started=False),
     Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
 )}
