@@ -64,7 +64,8 @@ def run_to_end(graph: ExecutionGraph, timeout: float = 60) -> StudyStatus:
 
 def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp_path, caplog):
     names = [f"s{i}" for i in range(6)]
-    graph = graph_of([make_step(name, cmd="true") for name in names], tmp_path)
+    # Steps that outlast the cycle (Flux ending one during it would be caught up at once).
+    graph = graph_of([make_step(name, cmd="sleep 3") for name in names], tmp_path)
     caplog.set_level(logging.INFO, logger="maestro_flux")
     assert graph.execute_ready_steps() == StudyStatus.RUNNING
     assert getattr(ExecutionGraph, pipeline.MARK)
@@ -85,7 +86,7 @@ def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp
 
 
 def test_a_step_that_cannot_be_built_fails_through_maestros_own_path(broker_calls, tmp_path):
-    good, bad = make_step("good", cmd="true"), make_step("bad", cmd="true", walltime="soon")
+    good, bad = make_step("good", cmd="sleep 5"), make_step("bad", cmd="true", walltime="soon")
     graph = graph_of([good, bad], tmp_path)
     graph.execute_ready_steps()
     assert len(broker_calls["async"]) == 1  # the bad step never reached the broker

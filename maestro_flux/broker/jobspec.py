@@ -112,6 +112,16 @@ def build_jobspec(request: JobRequest, script_text: str, script_path: str,
     return jobspec
 
 
+def add_afterok(jobspec: Any, jobids: Iterable[str]) -> None:
+    """Make the job wait for each of ``jobids`` to complete (``--dependency=afterok:ID``),
+    after any dependency the step asked for itself."""
+    system = jobspec.jobspec.get("attributes", {}).get("system", {})
+    dependencies = list(system.get("dependencies") or [])
+    dependencies += [{"scheme": "afterok", "value": str(jobid)} for jobid in jobids]
+    if dependencies:
+        jobspec.setattr("system.dependencies", dependencies)
+
+
 def jobspec_json(jobspec: Any) -> str:
     """The jobspec as the JSON text the broker receives."""
     return jobspec.dumps()

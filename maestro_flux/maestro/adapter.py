@@ -22,7 +22,6 @@ from maestro_flux.broker import bindings
 from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
-from maestro_flux.maestro import pipeline
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.portability import fit_to_broker
 from maestro_flux.maestro.study_context import resolve_template, step_parameters
@@ -95,7 +94,6 @@ class FluxAdapter(SchedulerScriptAdapter):
         super().__init__(**block)
         self._broker_choice = choose_broker(self._options.flux_uri, notices=notices,
                                             uri_file=self._options.flux_uri_file)
-        pipeline.install()  # done at registration; here for adapters built by hand
         for warning in self._options.warnings:
             notices.log_once(LOGGER, logging.WARNING, warning, warning)
         notices.log_once(LOGGER, logging.INFO, f"uri:{self._broker_choice}",
@@ -215,11 +213,15 @@ class FluxAdapter(SchedulerScriptAdapter):
         return scripts
 
     def _write_script(self, ws_path: str, step: Any) -> tuple[bool, str, str | None]:
-        paths = {}
-        for infix, text in self._scripts(ws_path, step).items():
-            paths[infix] = os.path.join(ws_path, f"{step.name}.{infix}{self.extension}")
-            with open(paths[infix], "w") as handle:
-                handle.write(text)
+        scripts = self._scripts(ws_path, step)
+        paths = {infix: os.path.join(ws_path, f"{step.name}.{infix}{self.extension}")
+                 for infix in scripts}
+        # A job sent ahead runs this script whenever Flux starts it: rewriting a shell
+        # script under a running shell corrupts it, so it is written once.
+        if step.name not in self._study.ahead:
+            for infix, text in scripts.items():
+                with open(paths[infix], "w") as handle:
+                    handle.write(text)
         # Every step goes to Flux, even one with no nodes or procs.
         return True, paths[""], paths.get("restart.")
 
@@ -277,6 +279,11 @@ class FluxAdapter(SchedulerScriptAdapter):
     def _submit(self, step: Any, path: str, cwd: str, env: dict | None) -> str:
         if self._problem:
             raise BatchBlockError(self._problem)
+        adopted = self._study.ahead.pop(step.name, None)
+        if adopted is not None:  # sent ahead (ahead.py), and still of use: it is the step's
+            LOGGER.info("maestro-flux: step '%s' is Flux job %s, sent ahead", step.name,
+                        adopted.jobid)
+            return adopted.jobid
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
         broker = self.broker()
@@ -286,6 +293,19 @@ class FluxAdapter(SchedulerScriptAdapter):
             return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
                              self._asks(step, cwd))
         return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
+
+    def submit_ahead(self, step: Any, path: str, cwd: str, after: tuple[str, ...]) -> Any:
+        """Send a step's job, waiting on the jobs ``after`` (afterok), without waiting
+        for its id; returns the future for ``broker().submit_get_id``. Raises on bad
+        input or a refused connection, as ``_submit`` does (the caller leaves the step
+        to Maestro)."""
+        if self._problem:
+            raise BatchBlockError(self._problem)
+        jobspec, urgency, flags = self.build_jobspec(step, path, cwd)
+        jobspecs.add_afterok(jobspec, after)
+        broker = self.broker()
+        urgency, flags = self._as_submitter(broker, urgency, flags)
+        return broker.submit_async(jobspec, urgency, flags)
 
     def broker(self) -> Any:
         """The study's Broker for this adapter's URI (no connection is opened here)."""

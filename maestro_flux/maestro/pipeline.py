@@ -37,12 +37,14 @@ import logging
 import os
 import sys
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from maestro_flux.broker.connection import Broker
-from maestro_flux.maestro import maestro_names
+from maestro_flux.maestro import ahead, maestro_names
+from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 from maestro_flux.model import jobids
@@ -54,6 +56,10 @@ GRAPH_MODULE = "maestrowf.datastructures.core.executiongraph"
 #: Set on ExecutionGraph once wrapped: the class itself records that it is.
 MARK = "_maestro_flux_pipeline"
 PLACEHOLDER = "maestro-flux-pending-"
+#: Rounds per conductor cycle at most, while Flux keeps ending polled jobs.
+MAX_ROUNDS = 64
+#: Maestro states (names) of a job that has ended, for the catch-up rounds.
+ENDED = frozenset(("FINISHED", "FAILED", "CANCELLED", "TIMEDOUT", "HWFAILURE", "UNKNOWN"))
 
 
 @dataclass
@@ -192,8 +198,6 @@ def install_when_ready() -> None:
 
 
 def _ours(graph: Any) -> bool:
-    from maestro_flux.maestro.adapter import FluxAdapter
-
     block = graph._adapter
     return isinstance(block, dict) and block.get("type") == FluxAdapter.key and not graph.dry_run
 
@@ -205,14 +209,66 @@ def _wrap(graph_class: type) -> None:
         if not _ours(self) or os.environ.get(SWITCH, "1") == "0":
             return execute_ready_steps(self)
         self._adapter.setdefault(STUDY_KEY, uuid.uuid4().hex)
-        study = STUDIES.for_block(self._adapter)
-        cycle = study.cycle = Cycle()
-        try:
-            return execute_ready_steps(self)
-        finally:
-            study.cycle = None
-            cycle.record(self)
+        return Conductor(self, execute_ready_steps).cycle()
 
     wrapped.__wrapped__ = execute_ready_steps
     graph_class.execute_ready_steps = wrapped
     setattr(graph_class, MARK, True)
+
+
+class Conductor:
+    """One conductor cycle of a study: Maestro's rounds, each with its jobs sent
+    together, the steps that can go ahead sent after it, and more rounds while Flux
+    has already ended a job Maestro polls (so a study does not wait a whole sleep
+    for each step that Flux finished during the cycle)."""
+
+    def __init__(self, graph: Any, maestro_round: Any) -> None:
+        self.graph, self.maestro_round = graph, maestro_round
+        self.study = STUDIES.for_block(graph._adapter)
+        self.adapter = FluxAdapter(**graph._adapter)
+        self.ahead_on = self.adapter.batch_options.flux_dependencies
+
+    def cycle(self) -> Any:
+        for _ in range(MAX_ROUNDS):
+            status = self.round()
+            if status.name != "RUNNING" or not self._flux_ended_some():
+                break
+        if status.name != "RUNNING" or self.graph.is_canceled:
+            self._guarded("cancel what was sent ahead", ahead.cancel_all, self.study,
+                          self.adapter.broker())
+        return status
+
+    def round(self) -> Any:
+        graph, study = self.graph, self.study
+        if self.ahead_on:
+            self._guarded("check the jobs sent ahead", ahead.prune, graph, study,
+                          self.adapter.broker())
+            graph.ready_steps = ahead.AheadFirst(graph.ready_steps, study, graph)
+        cycle = study.cycle = Cycle()
+        try:
+            status = self.maestro_round(graph)
+        finally:
+            study.cycle = None
+            graph.ready_steps = deque(graph.ready_steps)  # what Maestro pickles
+            cycle.record(graph)
+        if self.ahead_on and status.name == "RUNNING" and not graph.is_canceled:
+            self._guarded("send steps ahead", ahead.send, graph, study, self.adapter)
+        return status
+
+    def _flux_ended_some(self) -> bool:
+        """True if a job Maestro polls has already ended in Flux."""
+        graph = self.graph
+        ids = [graph.values[name].jobid[-1] for name in graph.in_progress
+               if graph.values[name].jobid]
+        states = self._guarded("poll", self.adapter.check_jobs, ids)
+        return bool(states) and any(state.name in ENDED for state in states[1].values())
+
+    def _guarded(self, what: str, call: Any, *args: Any) -> Any:
+        """Our own work around Maestro's round never takes the conductor down."""
+        try:
+            return call(*args)
+        except Exception as err:
+            LOGGER.debug("%s failed", what, exc_info=True)
+            LOGGER.error("maestro-flux: could not %s: %s: %s; the study goes on",
+                         what, type(err).__name__, err)
+            return None

@@ -23,6 +23,7 @@ from typing import Any
 
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.model.ahead import AheadJob
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
 
@@ -46,6 +47,8 @@ class StudyState:
     spec_root: str | None = None
     #: The conductor cycle under way, if the pipeline opened one (pipeline.py).
     cycle: Any = None
+    #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
+    ahead: dict[str, AheadJob] = field(default_factory=dict)
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:

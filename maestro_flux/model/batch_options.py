@@ -56,6 +56,9 @@ class BatchOptions:
     connect_timeout: float = 5.0  # seconds; remote.DEFAULT_CONNECT_TIMEOUT
     #: Drop a queue where the broker has no named queues (model/queues.py).
     portable: bool = True
+    #: Send steps ahead with afterok dependencies, so that Flux holds the graph
+    #: (model/ahead.py); off, each step waits for Maestro to see its parents finish.
+    flux_dependencies: bool = True
 
     @property
     def queue(self) -> str | None:
@@ -243,4 +246,5 @@ def _parse_cached(block_json: str) -> BatchOptions:
         warnings=warnings,
         connect_timeout=float(block.get("connect_timeout", 5.0)),
         portable=block.get("portable", True),
+        flux_dependencies=block.get("flux_dependencies", True),
     )
