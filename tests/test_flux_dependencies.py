@@ -14,9 +14,9 @@ import os
 import time
 
 import pytest
+from brokers import RECORDINGS
 from test_recordings import spec
 
-from brokers import RECORDINGS
 from maestro_flux.broker import bindings, listing, submit
 from maestro_flux.model.jobids import f58_encode
 from maestro_flux.model.states import STATE_NAMES, status_from_listing

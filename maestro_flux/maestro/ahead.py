@@ -60,7 +60,7 @@ def prune(graph: Any, study: StudyState, broker: Any) -> None:
     for name, job in list(study.ahead.items()):
         status = statuses.get(numbers[name])
         by_dependency = status is not None and status.exception_type == "dependency"
-        outcome = verdict(steps[name], job, steps, by_dependency)
+        outcome = verdict(steps[name], job, steps, study.ahead, by_dependency)
         if outcome is not Verdict.KEEP:
             del study.ahead[name]
             LOGGER.info("maestro-flux: job %s of step '%s' is no longer of use (%s)",

@@ -110,8 +110,15 @@ def next_wave(steps: Mapping[str, StepView], ahead: Mapping[str, AheadJob],
     return wave
 
 
+def current_job(parent: StepView, ahead: Mapping[str, AheadJob]) -> str | None:
+    """The parent's job now: Maestro's (adopted, or its own), else the one sent ahead."""
+    if parent.job:
+        return parent.job
+    return ahead[parent.name].jobid if parent.name in ahead else None
+
+
 def verdict(step: StepView, job: AheadJob, steps: Mapping[str, StepView],
-            ended_by_dependency: bool) -> Verdict:
+            ahead: Mapping[str, AheadJob], ended_by_dependency: bool) -> Verdict:
     """Whether a job sent ahead for ``step`` is still the one Maestro should adopt.
 
     Not if the step is no longer waiting to be submitted (Maestro failed or
@@ -124,7 +131,7 @@ def verdict(step: StepView, job: AheadJob, steps: Mapping[str, StepView],
     if step.state != UNSUBMITTED:
         return Verdict.CANCEL
     for parent, waited in job.waits_on:
-        if waited is not None and steps[parent].job != waited:
+        if waited is not None and current_job(steps[parent], ahead) != waited:
             return Verdict.CANCEL
     return Verdict.KEEP
 
