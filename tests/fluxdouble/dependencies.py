@@ -7,7 +7,7 @@ brokers answered (tests/recordings/VERSION/dependencies.json):
   never satisfy it refuses the whole submission (EINVAL, the plugin's text);
 - a job with unresolved dependencies waits in DEPEND;
 - when a target ends, its dependents are released, or fail with a ``dependency``
-  exception ("dependency afterok=ID can never be satisfied", or from 0.76 on
+  exception ("dependency after-success=ID can never be satisfied", or from 0.76 on
   "... job never started" for a target that was never allocated).
 """
 
@@ -27,6 +27,10 @@ RELEASED_BY = {
 }
 
 
+#: How the plugin names each scheme in a dependency's description (after_typestr).
+TYPESTR = {"afterany": "after-finish", "afterok": "after-success", "afternotok": "after-failure"}
+
+
 class Refused(Exception):
     """A submission the plugin rejects; the broker answers EINVAL with the text."""
 
@@ -40,7 +44,8 @@ class After:
     depid: int
     scheme: str
     target: int
-    description: str  # "afterok=<value as given>", as the plugin names it
+    value: str  # the target id as the submitter wrote it
+    description: str  # "after-success=<value>", as the plugin names it
 
 
 def parse(depid: int, entry: dict) -> After:
@@ -52,12 +57,12 @@ def parse(depid: int, entry: dict) -> After:
         target = jobids.parse(value)
     except ValueError:
         raise Refused(f'dependency: {scheme}: "{value}" is not a valid jobid') from None
-    return After(depid, scheme, target, f"{scheme}={value}")
+    return After(depid, scheme, target, value, f"{TYPESTR[scheme]}={value}")
 
 
 def check(after: After, target: Any, userid: int, version: Any) -> bool:
     """Refused if ``after`` can never be met; True if already met (target inactive)."""
-    value = after.description.partition("=")[2]
+    value = after.value
     if target is None:
         raise Refused(f"dependency: {after.scheme}: id {value}: job not found")
     if target.userid != userid:

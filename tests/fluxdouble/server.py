@@ -57,7 +57,7 @@ class Job:
     events: list = field(default_factory=list)
     annotations: dict = field(default_factory=dict)
     queue: str | None = None
-    #: Descriptions of the dependencies not yet met ("afterok=ID"), while in DEPEND.
+    #: Descriptions of the dependencies not yet met ("after-success=ID"), in DEPEND.
     waiting: list = field(default_factory=list)
 
     @property
