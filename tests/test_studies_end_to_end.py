@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from brokers import ROOT, TESTS
 
+from maestro_flux.broker import bindings
+
 pytestmark = pytest.mark.e2e
 
 #: Examples that need more than the session broker (``# needs:`` on their first line) have
@@ -133,3 +135,58 @@ def test_real_entry_points_resolve_type_flux_to_maestro_flux():
     assert done.stdout.split() == ["maestro_flux.maestro.adapter",
                                    "maestrowf.interfaces.script.fluxscriptadapter"]
     assert shutil.which("conductor", path=str(BIN))
+
+
+def test_a_graph_is_in_flux_after_one_cycle_and_ends_within_about_one_more(flux_mode,
+                                                                           tmp_path):
+    """Four levels (a sweep, its funnel, a chain of two) under a 10 s conductor sleep:
+    Flux runs every level while the conductor sleeps, and each step has one job."""
+    outdir = tmp_path / "study"
+    spec = ROOT / "specs" / "sweep_funnel_chain.yaml"
+    done = maestro(["run", "-fg", "-y", "-s", "10", "-o", str(outdir), str(spec)],
+                   study_env(flux_mode), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    states = statuses(outdir)
+    assert len(states) == 7 and set(states.values()) == {"FINISHED"}, states
+    log = done.stdout + done.stderr  # a foreground conductor logs to the terminal
+    assert "maestro-flux: 3 step(s) sent ahead" in log  # gather, fit, report
+    cycles = log.count("Checking DAG status at")
+    assert cycles <= 2, f"{cycles} conductor cycles for 4 levels"
+    with open(outdir / "status.csv") as handle:
+        ids = [row["Job ID"] for row in csv.DictReader(handle)]
+    assert len(set(ids)) == 7  # one job per step
+
+
+def test_maestro_cancel_leaves_no_job_waiting_in_flux(flux_mode, tmp_path):
+    """The chain after a running step waits in Flux; `maestro cancel` cancels it too."""
+    env = study_env(flux_mode)
+    outdir = tmp_path / "study"
+    spec = TESTS / "specs" / "long_chain.yaml"
+    launched = maestro(["run", "-y", "-s", "1", "-o", str(outdir), str(spec)], env, tmp_path)
+    assert launched.returncode == 0, launched.stderr
+    handle = bindings.connect(flux_mode.uri)
+    end = time.time() + 120
+    waiting = []
+    while time.time() < end and len(waiting) < 2:
+        waiting = [e for e in study_jobs(handle, outdir) if e["state"] == 2]  # DEPEND
+        time.sleep(0.5)
+    assert len(waiting) == 2, "the chain was not sent ahead"
+    assert maestro(["cancel", "-y", str(outdir)], env, tmp_path).returncode == 0
+    while time.time() < end and state_of(outdir, "sleeper") != "CANCELLED":
+        time.sleep(0.5)
+    assert statuses(outdir) == dict.fromkeys(("sleeper", "after_sleeper", "last"), "CANCELLED")
+    while time.time() < end and any(e["state"] != 64 for e in study_jobs(handle, outdir)):
+        time.sleep(0.5)
+    assert [e for e in study_jobs(handle, outdir) if e["state"] != 64] == []
+    assert not list(outdir.glob("*/ran"))
+
+
+def study_jobs(handle, outdir: Path) -> list[dict]:
+    """The broker's jobs of the study's steps, submitted since the study began."""
+    jobs = bindings.bindings().job.job_list(handle, max_entries=0, attrs=["all"]).get_jobs()
+    names = {"sleeper", "after_sleeper", "last"}
+    return [e for e in jobs if e.get("name") in names and e["t_submit"] >= started(outdir)]
+
+
+def started(outdir: Path) -> float:
+    return (outdir / "batch.info").stat().st_mtime - 1
