@@ -45,7 +45,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--submit-jobs", type=int, default=300, help="jobs per submit path")
     add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
-    add("--only", choices=["micro", "studies"], default=None)
+    add("--only", choices=["micro", "studies", "critical-path"], default=None,
+        help="critical-path (minutes per graph) runs only when asked for")
+    add("--sleeps", type=_sizes, default=[15, 60], help="conductor sleeps, critical-path")
+    add("--level-seconds", type=float, default=2.0, help="each chain level's sleep")
+    add("--funnel-leaves", type=int, default=1000, help="the funnel's leaves")
     add("--json", type=Path, default=None, help="default benchmarks/results/<mode>.json")
     args = parser.parse_args(argv)
     args.json = args.json or ROOT / "benchmarks" / "results" / f"{args.mode}.json"

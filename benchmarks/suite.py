@@ -10,12 +10,17 @@ import sys
 from pathlib import Path
 
 from benchmarks import micro
+from benchmarks.critical_path import critical_path_rows
 from benchmarks.report import Row
 from benchmarks.studies import study_rows
 
 
 def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     rows: list[Row] = []
+    if args.only == "critical-path":
+        print("critical paths ...", file=sys.stderr, flush=True)
+        return critical_path_rows(work / "critical-path", real, args.sleeps,
+                                  args.level_seconds, args.funnel_leaves)
     if args.only != "micro":
         print("end-to-end studies ...", file=sys.stderr, flush=True)
         rows += study_rows(work / "studies", args.steps, args.builtin_sizes, real,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 
+from benchmarks.critical_path import NATIVE, PATHS
 from benchmarks.report import Row
 from benchmarks.studies import BUILTIN, CC, OURS
 
@@ -98,4 +99,20 @@ def judge(rows: list[Row], args: argparse.Namespace) -> list[Verdict]:
         verdicts += _study(rows, steps)
     verdicts += _check(rows, max(args.ids)) + _cancel(rows, args.cancel_ids)
     verdicts += _cycle(rows, args.cycle_ids) + _submit(rows)
+    for sleep in args.sleeps:
+        verdicts += _critical(rows, sleep)
     return verdicts
+
+
+def _critical(rows: list[Row], sleep: int) -> list[Verdict]:
+    """Issue 17: a chain finishes within Flux's own time for it plus two cycles."""
+    figure = next((row.figure for row in rows
+                   if row.figure.startswith("chain") and row.figure.endswith(f"-s {sleep}")),
+                  None)
+    ours = _find(rows, figure, PATHS[0][0]) if figure else None
+    native = _find(rows, figure, NATIVE) if figure else None
+    if ours is None or native is None:
+        return []
+    bound = native.value + 2 * sleep
+    return [Verdict(f"{figure}: within Flux's own time + 2 cycles ({bound:.0f} s)",
+                    f"{ours.value:.1f} s", ours.value <= bound)]

@@ -54,3 +54,22 @@ def test_harness_produces_every_figure_on_the_double(tmp_path):
     for key in REFERENCES:  # present; the built-in and the flux CLI say why they are not run
         assert key in rows, key
     assert rows[("check_jobs 20 ids", "built-in (JobList ids=)")]["note"].startswith("skipped")
+
+
+def test_critical_path_harness_produces_every_figure_on_the_double(tmp_path):
+    out = tmp_path / "critical.json"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--mode", "double", "--only", "critical-path",
+         "--sleeps", "1", "--level-seconds", "0", "--funnel-leaves", "3", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    measured = {(row["figure"], row["path"]) for row in rows if row["value"] is not None}
+    assert measured == {
+        (figure, path) for figure in ("chain6: 6 steps, 6 levels, -s 1",
+                                      "funnel3: 14 steps, 12 levels, -s 1")
+        for path in ("maestro-flux (Flux holds the dependencies)",
+                     "maestro-flux, flux_dependencies: false")}
+    assert all(row["extra"]["ok"] for row in rows if row["value"] is not None)
