@@ -69,11 +69,14 @@ def test_malformed_profiles_get_one_line_naming_the_profile_or_key(block):
     check_block(block)
 
 
+# No line names a queue: a template that is valid and names one rightly asks the
+# broker which queues it has (test_a_valid_queue_is_the_only_reason_to_ask_the_broker).
+# "#FLUX: -B x" keeps the upper-case sentinel, with an option that needs no broker.
 LINES = st.sampled_from([
     "{{ maestro_command }}", "{{ maestro_command", "{% if %}", "{{ nosuch }}", "{% endif %}",
     "#flux: --nodes=0", "#flux: --tasks-per-node=2", "#flux: -N", "#flux: --bogus",
     "#flux: '--queue", '#flux: """', "#flux --nodes=1", "#flux: --setattr==1",
-    "#flux: --urgency=99", "#FLUX: -q x", "echo hi", "{{ params.missing }}",
+    "#flux: --urgency=99", "#FLUX: -B x", "echo hi", "{{ params.missing }}",
     "{{ ''.__class__.__mro__ }}", "{{ step_name | nosuchfilter }}", "#flux: --time-limit=x",
     "#flux: positional", "{% for x in 3 %}{% endfor %}", "\x00", "#flux: -n 2 -N 4"])
 STEP_KEYS = st.fixed_dictionaries({}, optional={
@@ -109,3 +112,12 @@ def test_malformed_templates_and_step_keys_stop_before_the_broker(tmp_path, no_b
                         "'nested", "nslots", "conf and broker-opts")
         record = adapter.submit(step, script, str(tmp_path))
         assert record.submission_code.name == "ERROR"
+
+
+def test_a_valid_queue_is_the_only_reason_to_ask_the_broker(tmp_path, no_broker):
+    """The guard above is live: a valid template naming a queue does ask the broker."""
+    template = tmp_path / "t.sh.j2"
+    template.write_text("#!/bin/sh\n#FLUX: -q x\n{{ maestro_command }}\n")
+    adapter = FluxAdapter(type="flux", file=str(template))
+    with pytest.raises(AssertionError, match="bad input reached the broker"):
+        adapter.write_script(str(tmp_path), make_step(name="s", cmd="true"))
