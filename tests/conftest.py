@@ -41,7 +41,6 @@ from brokers import (  # noqa: E402
     stop_broker,
 )
 
-
 # Hypothesis: "ci" replays the same examples on every run (a seed derived from each
 # test, no example database), so CI never fails by chance; "dev" explores new random
 # examples each run and remembers failures in .hypothesis/. CI (or tox, which sets

@@ -107,8 +107,9 @@ def test_run_private_starts_an_instance_even_where_a_broker_is_reachable(monkeyp
     monkeypatch.setattr(runner.bindings, "bindings", lambda: None)
     monkeypatch.setattr(runner.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(runner.subprocess, "call", lambda command: started.append(command) or 0)
-    assert runner.run_study("spec.yaml", size=3, private=True) == 0
+    spec = str(ROOT / "specs" / "hello_world.yaml")
+    assert runner.run_study(spec, size=3, private=True) == 0
     assert started[0][:3] == ["flux", "start", "--test-size=3"]
     started.clear()
-    assert runner.run_study("spec.yaml") == 0  # without it, the reachable broker is used
-    assert started[0][0] != "flux" and "spec.yaml" in started[0]
+    assert runner.run_study(spec) == 0  # without it, the reachable broker is used
+    assert started[0][0] != "flux" and spec in started[0]

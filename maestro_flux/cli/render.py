@@ -19,9 +19,9 @@ import yaml
 
 from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.broker import queues as queue_lookup
-from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
+from maestro_flux.cli.spec_check import check_spec
+from maestro_flux.cli.study_spec import StagedStep, staged_steps
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.model.batch_options import parse_batch_block
 from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
 from maestro_flux.model.precedence import choose
 from maestro_flux.model.queues import bank_policy, queue_policy
@@ -96,10 +96,8 @@ def _selected(steps: Iterable[StagedStep], wanted: str | None) -> list[StagedSte
 def render_study(path: str, step: str | None = None, fmt: str = "yaml",
                  full_env: bool = False, out: TextIO = sys.stdout) -> int:
     """Print every (or one) step's script and jobspec; 1 if any step cannot be submitted."""
-    spec = load_spec(path)
-    block = batch_block(spec, path)
-    parse_batch_block(block)  # a bad block stops here, with its one line
-    adapter = FluxAdapter(**block)
+    spec = check_spec(path)  # a bad spec stops here, with its one line
+    adapter = FluxAdapter(**dict(spec.batch))
     adapter.study.spec_root = os.path.dirname(os.path.abspath(path))
     with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
         steps = _selected(staged_steps(spec, path, tmp), step)
