@@ -57,13 +57,20 @@ def read_yaml(path: str) -> Any:
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not UTF-8 text") from None
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else path
-        problem = err.problem or err.context or "invalid YAML"
-        raise SpecError(f"{where}: YAML does not parse: {problem}") from None
+        raise SpecError(_yaml_problem(err, path)) from None
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SpecError(f"{path}: YAML does not parse: {first}") from None
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError, path: str) -> str:
+    """``FILE:LINE: YAML does not parse: PROBLEM (CONTEXT on line N)``."""
+    mark = err.problem_mark or err.context_mark
+    where = f"{path}:{mark.line + 1}" if mark else path
+    text = f"{where}: YAML does not parse: {err.problem or err.context or 'invalid YAML'}"
+    if err.problem and err.context and err.context_mark and err.context_mark != mark:
+        text += f" ({err.context} on line {err.context_mark.line + 1})"
+    return text
 
 
 def _check_sections(document: Any, path: str) -> None:
