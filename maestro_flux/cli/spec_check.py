@@ -188,9 +188,18 @@ def check_spec(path: str) -> Any:
     Raises:
         SpecError: one line naming the file and the key or line at fault.
     """
-    document = read_yaml(path)
-    _check_sections(document, path)
-    options = check_batch(document, path)
-    _check_steps(document, path)
-    _check_templates(options, path)
-    return _maestro_spec(path)
+    try:
+        document = read_yaml(path)
+        _check_sections(document, path)
+        options = check_batch(document, path)
+        _check_steps(document, path)
+        _check_templates(options, path)
+        return _maestro_spec(path)
+    except SpecError as err:
+        raise SpecError(printable(str(err))) from None
+
+
+def printable(text: str) -> str:
+    """The message on one line: a key or name holding a newline or another control
+    character is shown escaped, as Python writes it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
