@@ -80,8 +80,9 @@ def test_render_without_bindings_says_what_it_could_not_check(tmp_path):
     env = {**os.environ, "MAESTRO_FLUX_BINDINGS": "no_such_bindings_module"}
     done = cli("render", str(ROOT / "specs" / "hello_world.yaml"), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("--- jobspec: not checked: the Flux Python bindings cannot be "
-                             "imported") == 4
+    assert done.stdout.count("--- jobspec: not built, so not checked by the bindings (the "
+                             "#flux: lines above are what it would ask for): the Flux Python "
+                             "bindings cannot be imported") == 4
     assert done.stdout.count("#flux: --time-limit=60s") == 4
 
 

@@ -57,7 +57,9 @@ def _one_step(adapter: FluxAdapter, staged: StagedStep, fmt: str, full_env: bool
     try:
         body = _jobspec_text(adapter, staged, script, fmt, full_env)
     except BindingsMissing as err:
-        print(f"--- jobspec: not checked: {err}", file=out)
+        # The #flux: lines above are the request the jobspec would be built from.
+        print(f"--- jobspec: not built, so not checked by the bindings (the #flux: lines "
+              f"above are what it would ask for): {err}", file=out)
         return True
     except (MaestroFluxError, ValueError, TypeError, OSError) as err:
         print(f"--- jobspec: refused: {err}", file=out)
