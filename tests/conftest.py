@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,6 +40,16 @@ from brokers import (  # noqa: E402
     start_broker,
     stop_broker,
 )
+
+# Hypothesis: "ci" replays the same examples on every run (a seed derived from each
+# test, no example database), so CI never fails by chance; "dev" explores new random
+# examples each run and remembers failures in .hypothesis/. CI (or tox, which sets
+# HYPOTHESIS_PROFILE) selects "ci"; HYPOTHESIS_PROFILE picks either by name.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI")
+                                                              else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def pytest_configure(config):
@@ -133,6 +144,7 @@ def pytest_report_header(config):
     guests = ("SKIPPED: " + why if why else
               f"ON ({os.environ[multiuser.PREFIX_ENV]}, users {':'.join(multiuser.users())}, "
               f"{real_setup()})")
-    return [f"maestro-flux contract suite: double mode always (flux-core "
+    return [f"hypothesis profile: {HYPOTHESIS_PROFILE}",
+            f"maestro-flux contract suite: double mode always (flux-core "
             f"{', '.join(RECORDED_VERSIONS)} for every_version tests); real-broker mode {real}",
             f"guest tests on a real multi-user instance: {guests}"]

@@ -6,7 +6,8 @@ unprivileged user, ``access.allow-guest-user = true``, jobs signed with
 flux-security (munge) and run by the setuid IMP as the user who submitted them.
 It is started when MAESTRO_FLUX_MULTIUSER_PREFIX names a flux-core built with
 flux-security and the two users of MAESTRO_FLUX_MULTIUSER_USERS (``owner:guest``,
-default ``fluxowner:fluxguest``) exist; this process must be root, to act as them.
+default ``fluxowner:fluxguest``) exist, and the IMP's configuration lets the owner run
+jobs (``exec.allowed-users``); this process must be root, to act as them.
 Otherwise it is skipped, with the reason. It is configured as production systems
 are (tests/flux-config/production/: named queues, a default queue, and under Fluxion,
 which MAESTRO_FLUX_SCHED_PREFIX selects as for the real mode, node-exclusive matching).
@@ -30,6 +31,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,9 @@ from maestro_flux.broker import bindings
 PREFIX_ENV = "MAESTRO_FLUX_MULTIUSER_PREFIX"
 USERS_ENV = "MAESTRO_FLUX_MULTIUSER_USERS"
 IMP_ENV = "MAESTRO_FLUX_IMP"
+#: The IMP's configuration directory, where it is not PREFIX/etc/flux/imp/conf.d or
+#: /etc/flux/imp/conf.d (PREFIX: flux-security's, beside its libexec/flux/flux-imp).
+IMP_CONF_ENV = "MAESTRO_FLUX_IMP_CONF"
 GUEST_PYTHON_ENV = "MAESTRO_FLUX_GUEST_PYTHON"
 ACTIONS = TESTS / "guest_actions.py"
 
@@ -79,6 +84,39 @@ def imp_path(prefix: Path) -> Path | None:
     return lib.parent / "libexec" / "flux" / "flux-imp" if lib else None
 
 
+def imp_conf_dir(imp: Path) -> Path:
+    """Where the IMP reads its TOML configuration: MAESTRO_FLUX_IMP_CONF, else its
+    prefix's etc/flux/imp/conf.d if that exists, else the system one."""
+    if os.environ.get(IMP_CONF_ENV):
+        return Path(os.environ[IMP_CONF_ENV])
+    beside = imp.parents[2] / "etc" / "flux" / "imp" / "conf.d"  # PREFIX/libexec/flux/flux-imp
+    return beside if beside.is_dir() else Path("/etc/flux/imp/conf.d")
+
+
+def imp_refuses(owner: str, conf: Path) -> str | None:
+    """Why the IMP will not run jobs for the instance owner (exec.allowed-users), or None.
+
+    An IMP that does not list the owner makes every guest job exit 1, with nothing said;
+    here that is a missing prerequisite, named.
+    """
+    files = sorted(conf.glob("*.toml"))
+    if not files:
+        return (f"no real multi-user instance: no IMP configuration (*.toml) in {conf}, so "
+                f"the IMP runs no jobs for {owner!r} ({IMP_CONF_ENV})")
+    allowed: set[str] = set()
+    for path in files:
+        try:
+            with open(path, "rb") as handle:
+                allowed |= set(tomllib.load(handle).get("exec", {}).get("allowed-users", []))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            return f"no real multi-user instance: cannot read the IMP's {path}: {err}"
+    if owner in allowed:
+        return None
+    where = ", ".join(str(path) for path in files)
+    return (f"no real multi-user instance: the IMP will not run jobs for the instance owner "
+            f"{owner!r}: exec.allowed-users in {where} is {sorted(allowed)}")
+
+
 def why_not() -> str | None:
     """Why the real multi-user instance cannot run here, or None if it can."""
     named = os.environ.get(PREFIX_ENV)
@@ -100,6 +138,9 @@ def why_not() -> str | None:
     imp = imp_path(prefix)
     if imp is None or not imp.exists() or not imp.stat().st_mode & stat.S_ISUID:
         return f"no real multi-user instance: no setuid flux-imp at {imp} ({IMP_ENV})"
+    refused = imp_refuses(users()[0], imp_conf_dir(imp))
+    if refused:
+        return refused
     if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
         return "no real multi-user instance: munge cannot sign (is munged running?)"
     python = os.environ.get(GUEST_PYTHON_ENV, "/usr/bin/python3")

@@ -80,8 +80,9 @@ def test_render_without_bindings_says_what_it_could_not_check(tmp_path):
     env = {**os.environ, "MAESTRO_FLUX_BINDINGS": "no_such_bindings_module"}
     done = cli("render", str(ROOT / "specs" / "hello_world.yaml"), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("--- jobspec: not checked: the Flux Python bindings cannot be "
-                             "imported") == 4
+    assert done.stdout.count("--- jobspec: not built, so not checked by the bindings (the "
+                             "#flux: lines above are what it would ask for): the Flux Python "
+                             "bindings cannot be imported") == 4
     assert done.stdout.count("#flux: --time-limit=60s") == 4
 
 
@@ -107,8 +108,9 @@ def test_run_private_starts_an_instance_even_where_a_broker_is_reachable(monkeyp
     monkeypatch.setattr(runner.bindings, "bindings", lambda: None)
     monkeypatch.setattr(runner.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(runner.subprocess, "call", lambda command: started.append(command) or 0)
-    assert runner.run_study("spec.yaml", size=3, private=True) == 0
+    spec = str(ROOT / "specs" / "hello_world.yaml")
+    assert runner.run_study(spec, size=3, private=True) == 0
     assert started[0][:3] == ["flux", "start", "--test-size=3"]
     started.clear()
-    assert runner.run_study("spec.yaml") == 0  # without it, the reachable broker is used
-    assert started[0][0] != "flux" and "spec.yaml" in started[0]
+    assert runner.run_study(spec) == 0  # without it, the reachable broker is used
+    assert started[0][0] != "flux" and spec in started[0]

@@ -21,8 +21,10 @@ def _directive_module() -> ModuleType:
     """
     spec = importlib.util.find_spec("flux")
     if spec is None or not spec.submodule_search_locations:
-        raise BindingsMissing("reading #flux: directives needs flux-python; pip install "
-                              "\"flux-python==V\" ply, V being your 'flux version'")
+        # Only the parser's file is read: any flux-python will do, without flux-core.
+        raise BindingsMissing("reading a template's #flux: lines uses flux-python's parser: "
+                              "pip install flux-python ply (any version; no flux-core is "
+                              "needed for this)")
     path = os.path.join(spec.submodule_search_locations[0], "job", "directives.py")
     loader_spec = importlib.util.spec_from_file_location("maestro_flux._flux_directives", path)
     module = importlib.util.module_from_spec(loader_spec)

@@ -1,28 +1,31 @@
 """``maestro-flux doctor [spec.yaml]``: one screen that says whether submission works.
 
-Each check prints one line, ``ok``, ``warn`` or ``FAIL``, and a failing line
-says what to do. The exit status is 1 when a submission would fail.
+A checklist: each check prints one line, ``ok``, ``warn``, ``FAIL`` or ``skip``
+(it needs one that failed), and a failing line says what to do. The last line is
+the verdict; the exit status is 1 when a submission would fail.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from maestro_flux.broker import bindings, remote
 from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.connection import Broker
+from maestro_flux.cli import runner
+from maestro_flux.cli.spec_check import check_spec
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.errors import MaestroFluxError, StepError
 from maestro_flux.model.queues import BrokerQueues, bank_policy, fit_queue, queue_policy
 
+NO_FLUX_CORE = "flux-core is not installed here (no 'flux' on PATH)"
 #: What doctor says of what only the instance owner may ask.
 NOT_VISIBLE = "not visible to a guest"
 
@@ -45,29 +48,41 @@ def _spec_options(path: str | None, report: Report) -> BatchOptions | None:
         report.line("ok", "spec", "none given: checking FLUX_URI or the system instance")
         return BatchOptions()
     try:
-        with open(path) as handle:
-            block = (yaml.safe_load(handle) or {}).get("batch") or {}
-    except (OSError, yaml.YAMLError) as err:
-        report.line("FAIL", "spec", f"{path}: cannot read it ({uris.one_line(err)})")
-        return None
-    if block.get("type") != "flux":
-        report.line("FAIL", "spec", f"{path}: batch.type is {block.get('type')!r}: set "
-                                    "'type: flux' to submit with maestro-flux")
-        return None
-    try:
-        options = parse_batch_block(block)
+        spec = check_spec(path)  # the check every command makes
     except MaestroFluxError as err:
-        report.line("FAIL", "spec", f"{path}: {err}")
+        report.line("FAIL", "spec", str(err))
         return None
-    report.line("ok", "spec", f"{path}: batch block is valid")
-    return options
+    report.line("ok", "spec", f"{path}: valid, {len(spec.study)} step(s), batch block valid")
+    return parse_batch_block(dict(spec.batch))
 
 
-def _bindings(report: Report) -> bool:
+def _flux_core(report: Report) -> bool:
+    """Is flux-core here? Its ``flux`` command, or its library loaded by the bindings.
+    Without it nothing can be submitted, but render and dry runs work."""
+    flux = shutil.which("flux")
+    if flux:
+        report.line("ok", "flux-core", f"'flux' is {flux}")
+        return True
+    try:
+        bindings.bindings()
+    except MaestroFluxError:
+        report.line("FAIL", "flux-core", f"{NO_FLUX_CORE}; {runner.INSTALL_FLUX}. Without "
+                    "it, 'maestro-flux render SPEC' and 'maestro-flux run --dry-without-flux "
+                    "SPEC' still work")
+        return False
+    report.line("ok", "flux-core", "the bindings load libflux-core; no 'flux' command on "
+                                   "PATH (submission does not need it)")
+    return True
+
+
+def _bindings(report: Report, flux_core: bool) -> bool:
     try:
         module = bindings.bindings()
     except MaestroFluxError as err:
-        report.line("FAIL", "bindings", str(err))
+        report.line("FAIL", "bindings", str(err) if flux_core else
+                    "the Flux Python bindings cannot be imported without flux-core (above); "
+                    "once it is installed, pip install \"flux-python==V\" ply, V being its "
+                    "version ('flux version')")
         return False
     version = bindings.loaded_version(module) or "unknown version"
     report.facts["bindings"] = version
@@ -180,23 +195,42 @@ def _spec_targets(options: BatchOptions, queues: BrokerQueues, accounting: bool 
                     bank_policy(options.bank, accounting, label, how))
 
 
-def doctor(spec: str | None = None, out: Callable[[str], None] = print) -> int:
-    """Run every check; returns 0 when submission would work, else 1."""
-    logging.getLogger("maestro_flux").addHandler(logging.NullHandler())  # the report says it
-    report = Report(out)
-    options = _spec_options(spec, report)
-    if options is None or not _bindings(report):
-        return 1
+def _skipped(report: Report, why: str) -> None:
+    for label in ("uri", "connect", "instance"):
+        report.line("skip", label, why)
+
+
+def _broker_checks(options: BatchOptions, report: Report) -> None:
     broker = _connect(options, report)
     if broker is None:
-        return 1
+        return
     try:
         queues, accounting, how = _instance(broker, options, report)
     except (MaestroFluxError, OSError) as err:
         report.line("FAIL", "instance", f"the broker did not answer: {err}")
-        return 1
+        return
     _spec_targets(options, queues, accounting, how, broker.label, report)
-    out("submission should work" if not report.failed else "submission would fail: see FAIL")
+
+
+def doctor(spec: str | None = None, out: Callable[[str], None] = print) -> int:
+    """Run every check, one line each, then the verdict; 0 when submission would work."""
+    logging.getLogger("maestro_flux").addHandler(logging.NullHandler())  # the report says it
+    report = Report(out)
+    options = _spec_options(spec, report)
+    flux_core = _flux_core(report)
+    has_bindings = _bindings(report, flux_core)
+    if options is None:
+        _skipped(report, "the spec must be fixed first")
+    elif not has_bindings:
+        _skipped(report, "needs the Flux bindings")
+    else:
+        _broker_checks(options, report)
+    if not report.failed:
+        out("submission should work")
+    elif not (flux_core and has_bindings):
+        out("submission would fail: see FAIL; render and dry runs still work without Flux")
+    else:
+        out("submission would fail: see FAIL")
     return 1 if report.failed else 0
 
 

@@ -19,9 +19,9 @@ import yaml
 
 from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.broker import queues as queue_lookup
-from maestro_flux.cli.study_spec import StagedStep, batch_block, load_spec, staged_steps
+from maestro_flux.cli.spec_check import check_spec
+from maestro_flux.cli.study_spec import StagedStep, staged_steps
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.model.batch_options import parse_batch_block
 from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
 from maestro_flux.model.precedence import choose
 from maestro_flux.model.queues import bank_policy, queue_policy
@@ -57,7 +57,9 @@ def _one_step(adapter: FluxAdapter, staged: StagedStep, fmt: str, full_env: bool
     try:
         body = _jobspec_text(adapter, staged, script, fmt, full_env)
     except BindingsMissing as err:
-        print(f"--- jobspec: not checked: {err}", file=out)
+        # The #flux: lines above are the request the jobspec would be built from.
+        print(f"--- jobspec: not built, so not checked by the bindings (the #flux: lines "
+              f"above are what it would ask for): {err}", file=out)
         return True
     except (MaestroFluxError, ValueError, TypeError, OSError) as err:
         print(f"--- jobspec: refused: {err}", file=out)
@@ -96,10 +98,8 @@ def _selected(steps: Iterable[StagedStep], wanted: str | None) -> list[StagedSte
 def render_study(path: str, step: str | None = None, fmt: str = "yaml",
                  full_env: bool = False, out: TextIO = sys.stdout) -> int:
     """Print every (or one) step's script and jobspec; 1 if any step cannot be submitted."""
-    spec = load_spec(path)
-    block = batch_block(spec, path)
-    parse_batch_block(block)  # a bad block stops here, with its one line
-    adapter = FluxAdapter(**block)
+    spec = check_spec(path)  # a bad spec stops here, with its one line
+    adapter = FluxAdapter(**dict(spec.batch))
     adapter.study.spec_root = os.path.dirname(os.path.abspath(path))
     with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
         steps = _selected(staged_steps(spec, path, tmp), step)

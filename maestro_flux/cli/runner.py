@@ -11,12 +11,19 @@ import time
 from pathlib import Path
 
 from maestro_flux.broker import bindings
+from maestro_flux.cli.spec_check import check_spec
 from maestro_flux.model.errors import MaestroFluxError
 
+#: What flux-core and flux-python are, and where to get them (said when flux is missing).
+INSTALL_FLUX = ("install flux-core (your site's module, spack install flux-core, or a source "
+                "build) and flux-python of the same version to run the study")
 NO_FLUX = ("flux-core is not installed here (no 'flux' on PATH), so no broker can be "
-           "started: install flux-core (your site's module, spack install flux-core, or "
-           "a source build) and matching flux-python bindings, or add --dry to write the "
-           "scripts without submitting")
+           f"started: {INSTALL_FLUX}; --dry-without-flux (or --dry) writes every step's "
+           "script without submitting")
+DRY_INSTEAD = ("flux-core is not installed here (no 'flux' on PATH), so this is a DRY RUN: "
+               "every step's script is written, nothing is submitted (" + INSTALL_FLUX + ")")
+#: The line the adapter writes into the script of a step it refuses (model/script.py).
+REFUSED = "# maestro-flux: this step cannot be submitted: "
 
 
 POLL_SECONDS = 2
@@ -33,24 +40,35 @@ def _maestro(spec: str, extra: list[str], dry: bool) -> list[str]:
     # Maestro polls every 60 s by default; a private or interactive instance wants 2 s.
     if not any(arg in ("-s", "--sleeptime") or arg.startswith("--sleeptime=") for arg in extra):
         extra = ["-s", str(POLL_SECONDS), *extra]
-    return [sys.executable, "-m", "maestrowf.maestro", *quiet, "run", *mode, "-y", *extra, spec]
+    return [sys.executable, "-m", "maestro_flux.cli.quiet_maestro", *quiet, "run", *mode, "-y",
+            *extra, spec]
 
 
-def _dry_run(command: list[str]) -> int:
+def _dry_run(spec: str, command: list[str]) -> int:
     started = time.time()
     status = subprocess.call(command)
     studies = [p for p in Path.cwd().glob("**/status.csv") if p.stat().st_mtime >= started]
     if status == 0 and studies:
-        _summarize_dry_run(max(studies, key=lambda p: p.stat().st_mtime).parent)
+        return _summarize_dry_run(spec, max(studies, key=lambda p: p.stat().st_mtime).parent)
     return status
 
 
-def _summarize_dry_run(study: Path) -> None:
+def _summarize_dry_run(spec: str, study: Path) -> int:
+    """Print every step's script; 1, with one line, if any step cannot be submitted."""
     scripts = sorted(study.glob("**/*.flux.sh"))
-    _say(f"dry run complete: {len(scripts)} step script(s) written under {study}")
     print((study / "status.csv").read_text())
-    if scripts:
-        print(f"--- {scripts[0]} ---\n{scripts[0].read_text()}")
+    refused = []
+    for script in scripts:
+        text = script.read_text()
+        print(f"--- {script} ---\n{text}")
+        refused += [line[len(REFUSED):] for line in text.splitlines() if line.startswith(REFUSED)]
+    if refused:
+        more = f" (and {len(refused) - 1} more step(s))" if len(refused) > 1 else ""
+        _say(f"{spec}: {refused[0]}{more}")
+        return 1
+    _say(f"dry run complete: {len(scripts)} step script(s) written under {study}, nothing "
+         f"submitted; 'maestro-flux render {spec}' shows each step's jobspec")
+    return 0
 
 
 def _reachable_broker() -> str | None:
@@ -76,21 +94,22 @@ def run_study(spec: str, size: int = 1, dry: bool = False,
         dry_without_flux: where flux-core is not installed, do a dry run instead of failing.
         private: start a private instance even where a broker is reachable.
     """
+    check_spec(spec)  # a mistake in the spec is one line here, before anything runs
     extra = maestro_args or []
     if dry:
         _say("dry run: writing every step's script, submitting nothing")
-        return _dry_run(_maestro(spec, extra, dry=True))
+        return _dry_run(spec, _maestro(spec, extra, dry=True))
     command = _maestro(spec, extra, dry=False)
     broker = None if private else _reachable_broker()
     if broker:
         _say(f"submitting to the running broker at {broker}")
         return subprocess.call(command)
     if shutil.which("flux") is None:
-        _say(NO_FLUX)
         if not dry_without_flux:
+            _say(NO_FLUX)
             return 2
-        _say("so this is a DRY RUN: every step's script is written, nothing is submitted")
-        return _dry_run(_maestro(spec, extra, dry=True))
+        _say(DRY_INSTEAD)
+        return _dry_run(spec, _maestro(spec, extra, dry=True))
     bindings.bindings()  # fail with install advice before starting anything
     _say(f"starting a private Flux instance of {size} broker(s): flux start --test-size={size}")
     status = subprocess.call(["flux", "start", f"--test-size={size}", *command])

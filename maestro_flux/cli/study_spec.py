@@ -1,5 +1,5 @@
-"""Reading a Maestro study spec and staging its steps, as ``maestro run`` does,
-for commands that look at a study without running it (``render``)."""
+"""Staging a study's steps as ``maestro run`` does, for commands that look at a
+study without running it (``render``); spec_check.py reads and checks the spec."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from maestro_flux.maestro.maestro_imports import import_maestro
-from maestro_flux.model.errors import MaestroFluxError
 
 
 @dataclass(frozen=True)
@@ -20,26 +19,6 @@ class StagedStep:
     name: str
     step: Any
     workspace: str
-
-
-def load_spec(path: str) -> Any:
-    """Maestro's own reading and validation of a spec; one-line errors."""
-    YAMLSpecification = import_maestro("maestrowf.specification").YAMLSpecification
-    if not os.path.isfile(path):
-        raise MaestroFluxError(f"{path}: no such study specification")
-    try:
-        return YAMLSpecification.load_specification(path)
-    except Exception as err:  # Maestro raises many kinds; the message is what matters
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MaestroFluxError(f"{path}: Maestro rejects this spec: {first}") from None
-
-
-def batch_block(spec: Any, path: str) -> dict:
-    """The spec's batch block, which must select this adapter."""
-    batch = dict(spec.batch or {})
-    if batch.get("type") != "flux":
-        raise MaestroFluxError(f"{path}: batch.type is {batch.get('type')!r}, not 'flux'")
-    return batch
 
 
 def staged_steps(spec: Any, path: str, out_dir: str) -> Iterator[StagedStep]:

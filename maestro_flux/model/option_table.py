@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from maestro_flux.model import durations
+
 COUNT, SCALAR, FLAG, LIST, MAPPING = "count", "scalar", "flag", "list", "mapping"
 
 
@@ -183,6 +185,8 @@ def normalize(name: str, value: Any) -> tuple[str, Any]:
     if spec.kind == SCALAR:
         if isinstance(value, (dict, list, bool)) or value is None or value == "":
             raise ValueError(f"'{name}' takes one value, not {value!r}")
+        if name == "time-limit":
+            durations.seconds(value, name)  # refused here, under its own name
         return name, str(value)
     if spec.kind == MAPPING:
         return name, _as_mapping(value, name)
@@ -304,5 +308,7 @@ def from_args(args: list[str]) -> dict[str, Any]:
             value = _count(value, spec)
         elif name == "flags":
             _check_flags(value)
+        elif name == "time-limit":
+            durations.seconds(value, name)
         found[name] = value
     return found

@@ -10,11 +10,11 @@ broker start-up cost.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from maestro_flux.model import durations
 from maestro_flux.model.errors import StepError
 from maestro_flux.model.urgency import clamp, urgency_of
 
@@ -53,62 +53,13 @@ def _count(run: Mapping[str, Any], key: str, default: int | None, minimum: int) 
     return number
 
 
-_FSD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_FSD_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def walltime_seconds(value: Any) -> float:
-    """Seconds in a Maestro walltime.
-
-    Accepts ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, Flux Standard Duration
-    (``90s``, ``10m``, ``2h``, ``1d``), and bare numbers, which mean minutes as
-    they do for ``flux batch -t`` and Slurm. 0, empty and ``inf`` mean unlimited.
-    """
-    if value in (None, "", 0, "0", "inf", "infinity", "unlimited"):
-        return 0.0
-    if isinstance(value, bool):
-        raise StepError(f"'walltime' must be a duration, not {value!r}")
-    if isinstance(value, (int, float)):
-        return _checked(float(value) * 60, value)
-    text = str(value).strip()
-    if ":" in text:
-        return _checked(_colon_seconds(text), value)
-    match = _FSD.match(text)
-    if not match:
-        raise StepError(f"'walltime' {value!r} is not HH:MM:SS, a number of minutes, "
-                        "or a duration such as 90s, 10m, 2h, 1d")
-    unit = match.group(2) or "m"
-    return _checked(float(match.group(1)) * _FSD_UNITS[unit], value)
-
-
-def _colon_seconds(text: str) -> float:
-    days = 0.0
-    if "-" in text:
-        day_text, text = text.split("-", 1)
-        days = _number(day_text, text)
-    parts = text.split(":")
-    if len(parts) > 3:
-        raise StepError(f"'walltime' {text!r} has too many ':' fields")
-    seconds = 0.0
-    for power, part in enumerate(reversed(parts)):
-        seconds += _number(part, text) * 60**power
-    return days * 86400 + seconds
-
-
-def _number(part: str, whole: str) -> float:
+def walltime_seconds(value: Any, key: str = "walltime") -> float:
+    """Seconds in a Maestro walltime (or another duration, named by ``key``); the
+    forms accepted are durations.seconds'. Raises StepError naming the key."""
     try:
-        number = float(part)
-    except ValueError:
-        raise StepError(f"'walltime' {whole!r} is not HH:MM:SS") from None
-    if number < 0:
-        raise StepError(f"'walltime' {whole!r} is negative")
-    return number
-
-
-def _checked(seconds: float, original: Any) -> float:
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise StepError(f"'walltime' {original!r} is not a finite, positive duration")
-    return seconds
+        return durations.seconds(value, key)
+    except ValueError as err:
+        raise StepError(str(err)) from None
 
 
 def _exclusive(value: Any) -> tuple[bool, bool]:
@@ -208,7 +159,7 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any],
     return StepResources(
         nested=nested, nodes=nodes, slots=shape[0], cores_per_slot=shape[1],
         gpus_per_slot=shape[2], exclusive=exclusive,
-        duration=walltime_seconds(options.get("time-limit")),
+        duration=walltime_seconds(options.get("time-limit"), "time-limit"),
         urgency=clamp(options.get("urgency")),
         tasks=slots, cores_per_task=cores, gpus_per_task=gpus,
         launcher_exclusive=_exclusive(run.get("exclusive"))[1],
