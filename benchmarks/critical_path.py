@@ -119,7 +119,8 @@ def _submit(args: list[str]) -> list[str]:
 
 
 def _figure(graph: Graph, sleep: int) -> str:
-    return f"{graph.name}: {graph.steps} steps, {graph.chain + bool(graph.leaves)} levels, -s {sleep}"
+    levels = graph.chain + bool(graph.leaves)
+    return f"{graph.name}: {graph.steps} steps, {levels} levels, -s {sleep}"
 
 
 def critical_path_rows(work: Path, real: bool, sleeps: list[int], level_seconds: float,

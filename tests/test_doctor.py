@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from brokers import TESTS
+from brokers import ROOT, TESTS
 from test_cli import cli
 
 from maestro_flux.broker import bindings
 from maestro_flux.cli.doctor import doctor
+from maestro_flux.cli.render import render_study
 
 
 def run(spec=None) -> tuple[int, list[str]]:
@@ -134,3 +135,23 @@ def test_bindings_below_the_floor_are_one_line_at_first_use(monkeypatch, caplog)
     assert found == [f"maestro-flux: flux-python {bindings.loaded_version()} is older than "
                      "0.99.0, the oldest version maestro-flux is tested on; use flux-core "
                      "and flux-python 0.99.0 or later"]
+
+
+def test_doctor_and_render_say_whether_flux_holds_the_dependencies(tmp_path, capsys):
+
+    spec = ROOT / "specs" / "sweep_funnel_chain.yaml"
+    off = tmp_path / "off.yaml"
+    off.write_text(spec.read_text().replace("flux_dependencies: true",
+                                            "flux_dependencies: false"))
+    said = {}
+    for name, path in (("on", spec), ("off", off)):
+        lines = []
+        doctor(str(path), out=lines.append)
+        said[name] = next(line for line in lines if "conductor" in line)
+        render_study(str(path), step="fit")
+        said[f"render-{name}"] = next(line for line in capsys.readouterr().out.splitlines()
+                                      if line.startswith("conductor:"))
+    assert "dependencies held by Flux" in said["on"] and said["on"].strip().startswith("ok")
+    assert "flux_dependencies: false" in said["off"]
+    assert "dependencies held by Flux" in said["render-on"]
+    assert "flux_dependencies: false" in said["render-off"]

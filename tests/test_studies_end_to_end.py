@@ -139,11 +139,11 @@ def test_real_entry_points_resolve_type_flux_to_maestro_flux():
 
 def test_a_graph_is_in_flux_after_one_cycle_and_ends_within_about_one_more(flux_mode,
                                                                            tmp_path):
-    """Four levels (a sweep, its funnel, a chain of two) under a 10 s conductor sleep:
+    """Four levels (a sweep, its funnel, a chain of two) under a 15 s conductor sleep:
     Flux runs every level while the conductor sleeps, and each step has one job."""
     outdir = tmp_path / "study"
     spec = ROOT / "specs" / "sweep_funnel_chain.yaml"
-    done = maestro(["run", "-fg", "-y", "-s", "10", "-o", str(outdir), str(spec)],
+    done = maestro(["run", "-fg", "-y", "-s", "15", "-o", str(outdir), str(spec)],
                    study_env(flux_mode), tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     states = statuses(outdir)

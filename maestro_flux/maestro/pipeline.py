@@ -143,6 +143,20 @@ def why_off() -> str | None:
     return None
 
 
+def conductor_line(options: Any) -> tuple[bool, str]:
+    """(pipeline on, one line) on what the conductor's cycles will do for a study with
+    these batch options, for ``doctor`` and ``render``."""
+    reason = why_off()
+    if reason:
+        return False, (f"one submit per step, dependencies not held by Flux, and no resume: "
+                       f"the cycle pipeline is off ({reason})")
+    held = ("dependencies held by Flux: a step is sent as soon as its parents are in Flux "
+            "(afterok)" if options.flux_dependencies else
+            "dependencies not held by Flux (flux_dependencies: false): each step waits for "
+            "a cycle after its parents end")
+    return True, f"a cycle's jobs are sent together; {held}"
+
+
 def install() -> bool:
     """Wrap ``ExecutionGraph.execute_ready_steps`` once; False if off (logged once).
 
@@ -154,9 +168,9 @@ def install() -> bool:
         return True
     reason = why_off()
     if reason:
-        STUDIES.notices.log_once(LOGGER, logging.INFO, "pipeline-off", "maestro-flux: "
-                                 "submitting one step at a time (the cycle pipeline is off: "
-                                 "%s)", reason)
+        STUDIES.notices.log_once(LOGGER, logging.WARNING, "pipeline-off", "maestro-flux: "
+                                 "submitting one step at a time, dependencies not held by "
+                                 "Flux (the cycle pipeline is off: %s)", reason)
         return False
     _wrap(graph_class)
     return True
