@@ -113,7 +113,7 @@ def run_native(graph: Graph, sleep: int) -> Row:
 
 
 def _submit(args: list[str]) -> list[str]:
-    done = subprocess.run(["flux", "submit", "--quiet", *args], capture_output=True,
+    done = subprocess.run(["flux", "submit", *args], capture_output=True,
                           text=True, check=True)
     return done.stdout.split()
 

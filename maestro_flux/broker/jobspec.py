@@ -122,6 +122,16 @@ def add_afterok(jobspec: Any, jobids: Iterable[str]) -> None:
         jobspec.setattr("system.dependencies", dependencies)
 
 
+#: Where a job says which study and step it belongs to (readable by its owner, guest
+#: or not, with job-info.lookup of its jobspec).
+IDENTITY = "user.maestro_flux"
+
+
+def add_identity(jobspec: Any, identity: dict[str, str]) -> None:
+    """Stamp the job with its study, step and submission token (model/journal.py)."""
+    jobspec.setattr(IDENTITY, identity)
+
+
 def jobspec_json(jobspec: Any) -> str:
     """The jobspec as the JSON text the broker receives."""
     return jobspec.dumps()

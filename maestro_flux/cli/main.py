@@ -53,6 +53,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor(args.spec)
 
 
+def _resume(args: argparse.Namespace) -> int:
+    from maestro_flux.cli.resume import resume_study
+
+    return resume_study(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maestro-flux",
                                   description="Flux Framework adapter for Maestro.",
@@ -85,6 +91,19 @@ def parser() -> argparse.ArgumentParser:
                                         "URI, connection, instance, queue and bank")
     doc.add_argument("spec", nargs="?", help="study specification whose batch block to check")
     doc.set_defaults(func=_doctor)
+    resume = sub.add_parser("resume", help="take up a study whose conductor died: every "
+                                           "job in Flux kept, every step run once")
+    resume.add_argument("directory", help="the study's output directory")
+    resume.add_argument("-fg", action="store_true",
+                        help="run the conductor in the foreground (default: background)")
+    resume.add_argument("-s", "--sleeptime", type=int, default=None,
+                        help="seconds between conductor cycles (default: the study's own)")
+    resume.add_argument("-t", "--throttle", type=int, default=None,
+                        help="at most this many of the study's jobs in Flux (0: no limit; "
+                             "default: the study's own)")
+    resume.add_argument("-r", "--rlimit", type=int, default=None,
+                        help="restart limit of the steps (default: the study's own)")
+    resume.set_defaults(func=_resume)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")

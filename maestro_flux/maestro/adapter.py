@@ -175,6 +175,10 @@ class FluxAdapter(SchedulerScriptAdapter):
                         self._render(path, step, workspace, choice, restart) if restart
                         else None)
 
+    def job_name(self, step: Any, workspace: str) -> str:
+        """The name the step's job has in Flux."""
+        return self._plan(step, workspace).request.name
+
     def get_header(self, step: Any) -> str:
         """The ``#!`` line and ``#flux:`` directives of a step's script."""
         plan = self._plan(step, os.getcwd())
@@ -281,6 +285,7 @@ class FluxAdapter(SchedulerScriptAdapter):
             raise BatchBlockError(self._problem)
         adopted = self._study.ahead.pop(step.name, None)
         if adopted is not None:  # sent ahead (ahead.py), and still of use: it is the step's
+            self._journal_event("adopted", step.name, adopted.jobid, cwd)
             LOGGER.info("maestro-flux: step '%s' is Flux job %s, sent ahead", step.name,
                         adopted.jobid)
             return adopted.jobid
@@ -288,24 +293,48 @@ class FluxAdapter(SchedulerScriptAdapter):
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
         broker = self.broker()
         urgency, flags = self._as_submitter(broker, urgency, flags)
+        token = self._stamp(jobspec, step.name, cwd, "maestro")
         cycle = self._study.cycle
         if cycle is not None:  # the pipeline records the id at the end of the cycle
             return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
-                             self._asks(step, cwd))
-        return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
+                             self._asks(step, cwd), token)
+        jobid = jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
+        if token:
+            self._study.journal.submitted(step.name, token, jobid)
+        return jobid
 
-    def submit_ahead(self, step: Any, path: str, cwd: str, after: tuple[str, ...]) -> Any:
-        """Send a step's job, waiting on the jobs ``after`` (afterok), without waiting
-        for its id; returns the future for ``broker().submit_get_id``. Raises on bad
-        input or a refused connection, as ``_submit`` does (the caller leaves the step
-        to Maestro)."""
+    def _stamp(self, jobspec: Any, step_name: str, cwd: str, kind: str,
+               waits_on: tuple = ()) -> str | None:
+        """Journal the submission about to happen and stamp the job with its token, so
+        that ``maestro-flux resume`` finds the job whatever happens next (None: no
+        study directory, so no journal)."""
+        journal = self._study.journal_for(cwd)
+        if journal is None:
+            return None
+        token = journal.intent(step_name, kind, waits_on)
+        jobspecs.add_identity(jobspec, {"study": str(journal.root), "step": step_name,
+                                        "token": token})
+        return token
+
+    def _journal_event(self, event: str, step_name: str, jobid: str, cwd: str) -> None:
+        journal = self._study.journal_for(cwd)
+        if journal is not None:
+            journal.event(event, step_name, jobid)
+
+    def submit_ahead(self, step: Any, path: str, cwd: str,
+                     waits_on: tuple[tuple[str, str | None], ...]) -> tuple[Any, str | None]:
+        """Send a step's job, waiting (afterok) on the parents' jobs in ``waits_on``,
+        without waiting for its id; returns the future for ``broker().submit_get_id``
+        and the journal token. Raises on bad input or a refused connection, as
+        ``_submit`` does (the caller leaves the step to Maestro)."""
         if self._problem:
             raise BatchBlockError(self._problem)
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd)
-        jobspecs.add_afterok(jobspec, after)
+        jobspecs.add_afterok(jobspec, [job for _, job in waits_on if job is not None])
         broker = self.broker()
         urgency, flags = self._as_submitter(broker, urgency, flags)
-        return broker.submit_async(jobspec, urgency, flags)
+        token = self._stamp(jobspec, step.name, cwd, "ahead", waits_on)
+        return broker.submit_async(jobspec, urgency, flags), token
 
     def broker(self) -> Any:
         """The study's Broker for this adapter's URI (no connection is opened here)."""

@@ -63,6 +63,8 @@ def prune(graph: Any, study: StudyState, broker: Any) -> None:
         outcome = verdict(steps[name], job, steps, study.ahead, by_dependency)
         if outcome is not Verdict.KEEP:
             del study.ahead[name]
+            if study.journal:
+                study.journal.event("dropped", name, job.jobid)
             LOGGER.info("maestro-flux: job %s of step '%s' is no longer of use (%s)",
                         job.jobid, name, status.reason() if by_dependency else
                         "its step or a parent it waits on has moved on")
@@ -92,7 +94,7 @@ def send(graph: Any, study: StudyState, adapter: Any) -> int:
         wave = next_wave(snapshot(graph), study.ahead, left, throttle_room(graph, study))
         if not wave:
             break
-        for item, answer in _send_wave(graph, adapter, wave):
+        for item, answer in _send_wave(graph, adapter, wave, study):
             if isinstance(answer, str):
                 study.ahead[item.name] = AheadJob(answer, item.waits_on)
                 sent += 1
@@ -106,8 +108,10 @@ def send(graph: Any, study: StudyState, adapter: Any) -> int:
     return sent
 
 
-def _send_wave(graph: Any, adapter: Any, wave: list[Send]) -> list[tuple[Send, Any]]:
-    """Send a wave's jobs together, then read their ids (or errors)."""
+def _send_wave(graph: Any, adapter: Any, wave: list[Send],
+               study: StudyState) -> list[tuple[Send, Any]]:
+    """Send a wave's jobs together, then read their ids (or errors), each id into the
+    journal as soon as it is read."""
     broker = adapter.broker()
     futures = []
     for item in wave:
@@ -116,14 +120,19 @@ def _send_wave(graph: Any, adapter: Any, wave: list[Send]) -> list[tuple[Send, A
         except Exception as err:  # bad input, unreachable broker: Maestro's turn
             futures.append((item, err))
     answers = []
-    for item, future in futures:
-        if isinstance(future, Exception):
-            answers.append((item, future))
+    for item, sent in futures:
+        if isinstance(sent, Exception):
+            answers.append((item, sent))
             continue
+        future, token = sent
         try:
-            answers.append((item, jobids.f58_encode(broker.submit_get_id(future))))
+            jobid = jobids.f58_encode(broker.submit_get_id(future))
         except Exception as err:  # refused: a parent's job already failed, say
             answers.append((item, err))
+            continue
+        if token and study.journal:
+            study.journal.submitted(item.name, token, jobid)
+        answers.append((item, jobid))
     return answers
 
 
@@ -132,7 +141,7 @@ def _send_one(graph: Any, adapter: Any, item: Send) -> Any:
     record.setup_workspace()
     record.generate_script(adapter, graph._tmp_dir)  # as Maestro writes it
     return adapter.submit_ahead(record.step, record.script, record.workspace.value,
-                                item.after)
+                                item.waits_on)
 
 
 class AheadFirst(deque):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib.abc
 import logging
 import os
+import shutil
 import sys
 import uuid
 from collections import deque
@@ -45,6 +46,7 @@ from typing import Any
 from maestro_flux.broker.connection import Broker
 from maestro_flux.maestro import ahead, maestro_names
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.journal import conductor_options
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 from maestro_flux.model import jobids
@@ -56,6 +58,8 @@ GRAPH_MODULE = "maestrowf.datastructures.core.executiongraph"
 #: Set on ExecutionGraph once wrapped: the class itself records that it is.
 MARK = "_maestro_flux_pipeline"
 PLACEHOLDER = "maestro-flux-pending-"
+#: The last whole graph pickle, kept beside the journal (Conductor._note).
+PICKLE_BACKUP = "graph.pkl"
 #: Rounds per conductor cycle at most, while Flux keeps ending polled jobs.
 MAX_ROUNDS = 64
 #: Maestro states (names) of a job that has ended, for the catch-up rounds.
@@ -71,6 +75,7 @@ class Sent:
     future: Any
     broker: Broker
     asks: str | None = None  # what the step asks for, in words, for a refusal's line
+    token: str | None = None  # its journal token (journal.py), if the study has a journal
 
 
 @dataclass
@@ -79,10 +84,11 @@ class Cycle:
 
     sent: list[Sent] = field(default_factory=list)
 
-    def add(self, step_name: str, future: Any, broker: Broker, asks: str | None = None) -> str:
+    def add(self, step_name: str, future: Any, broker: Broker, asks: str | None = None,
+            token: str | None = None) -> str:
         """Remember a sent job; returns the placeholder id Maestro records for now."""
         placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex[:12]}"
-        self.sent.append(Sent(step_name, placeholder, future, broker, asks))
+        self.sent.append(Sent(step_name, placeholder, future, broker, asks, token))
         return placeholder
 
     def answers(self) -> Iterator[tuple[Sent, str | Exception]]:
@@ -93,20 +99,33 @@ class Cycle:
             except Exception as err:  # refused, or the connection went: one line each
                 yield sent, err
 
-    def record(self, graph: Any) -> None:
-        """Put every answered id on its step; fail the steps whose job was refused."""
+    def record(self, graph: Any, journal: Any = None) -> None:
+        """Put every answered id on its step (in the journal first); fail the steps whose
+        job was refused. One job's failure here never loses another's id."""
         failed = import_maestro("maestrowf.abstracts.enums").State.FAILED
         for sent, jobid in self.answers():
-            record = graph.values[sent.step_name]
-            if isinstance(jobid, Exception):
-                _refused(graph, record, sent, jobid, failed)
-                continue
-            _replace(record.jobid, sent.placeholder, jobid)
-            graph.in_progress.add(sent.step_name)
-            LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s",
-                        sent.step_name, jobid)
+            try:
+                self._record_one(graph, sent, jobid, failed, journal)
+            except Exception as err:  # the journal has it; resume picks it up
+                LOGGER.error("maestro-flux: could not record step '%s' (%s: %s); "
+                             "'maestro-flux resume' finds its job", sent.step_name,
+                             type(err).__name__, err)
         if self.sent:
             LOGGER.info("maestro-flux: %d step(s) sent together this cycle", len(self.sent))
+
+
+    @staticmethod
+    def _record_one(graph: Any, sent: Sent, jobid: str | Exception, failed: Any,
+                    journal: Any) -> None:
+        record = graph.values[sent.step_name]
+        if isinstance(jobid, Exception):
+            _refused(graph, record, sent, jobid, failed)
+            return
+        if journal is not None and sent.token:
+            journal.submitted(sent.step_name, sent.token, jobid)
+        _replace(record.jobid, sent.placeholder, jobid)
+        graph.in_progress.add(sent.step_name)
+        LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", sent.step_name, jobid)
 
 
 def _replace(ids: list, placeholder: str, jobid: str) -> None:
@@ -243,6 +262,7 @@ class Conductor:
         self.ahead_on = self.adapter.batch_options.flux_dependencies
 
     def cycle(self) -> Any:
+        self._guarded("write the conductor's heartbeat", self._note)
         for _ in range(MAX_ROUNDS):
             status = self.round()
             if status.name != "RUNNING" or not self._flux_ended_some():
@@ -251,6 +271,24 @@ class Conductor:
             self._guarded("cancel what was sent ahead", ahead.cancel_all, self.study,
                           self.adapter.broker())
         return status
+
+    def _note(self) -> None:
+        """Journal the conductor once per process, beat every cycle, and keep the last
+        whole graph pickle (Maestro rewrites it in place; a kill mid-write tears it)."""
+        graph, study = self.graph, self.study
+        first = next((r for n, r in graph.values.items() if n != ahead.SOURCE), None)
+        journal = study.journal_for(first.workspace.value if first else None)
+        if journal is None:
+            return
+        if not study.noted:
+            journal.conductor({"pid": os.getpid(), "argv": sys.argv,
+                               "throttle": graph._submission_throttle,
+                               **conductor_options(sys.argv)})
+            study.noted = True
+        journal.beat({"study": graph.name})
+        pickled = journal.root / f"{graph.name}.pkl"
+        if pickled.exists():
+            shutil.copyfile(pickled, journal.folder / PICKLE_BACKUP)
 
     def round(self) -> Any:
         graph, study = self.graph, self.study
@@ -264,7 +302,7 @@ class Conductor:
         finally:
             study.cycle = None
             graph.ready_steps = deque(graph.ready_steps)  # what Maestro pickles
-            cycle.record(graph)
+            cycle.record(graph, study.journal or None)
         if self.ahead_on and status.name == "RUNNING" and not graph.is_canceled:
             self._guarded("send steps ahead", ahead.send, graph, study, self.adapter)
         return status

@@ -23,6 +23,7 @@ from typing import Any
 
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.maestro.journal import for_workspace
 from maestro_flux.model.ahead import AheadJob
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
@@ -49,6 +50,11 @@ class StudyState:
     cycle: Any = None
     #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
     ahead: dict[str, AheadJob] = field(default_factory=dict)
+    #: The study's journal (journal.py), opened at its first submission; False outside
+    #: a study directory (an adapter built by hand).
+    journal: Any = None
+    #: Whether this process has journaled its conductor for the study.
+    noted: bool = False
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
@@ -58,6 +64,12 @@ class StudyState:
             broker = self._brokers[uri] = Broker(uri, timeout, notices=self.notices)
         broker.timeout = timeout  # the study's own connect_timeout, read with its block
         return broker
+
+    def journal_for(self, workspace: str | None) -> Any:
+        """The study's journal, found from a step's workspace (None outside a study)."""
+        if self.journal is None:
+            self.journal = for_workspace(workspace) or False
+        return self.journal or None
 
     def moved_from(self, jobid: int, uri: str | None) -> str | None:
         """The other broker this study submitted ``jobid`` to, if not ``uri``'s."""

@@ -320,6 +320,21 @@ class Broker:
             raise RequestError(errno.ENOENT, f"JobID {payload['id']} unknown")
         return {"job": self._listing(job, set(payload.get("attrs", ["all"])))}
 
+    def rpc_job_info_lookup(self, payload: dict, cred: dict) -> dict:
+        """The jobspec as submitted, to its owner (a guest: its own jobs only)."""
+        job = self.jobs.get(payload["id"])
+        if job is None:
+            raise RequestError(errno.ENOENT, "No such file or directory")
+        if self._guest(cred) and cred["userid"] != job.userid:
+            raise RequestError(errno.EPERM, "Operation not permitted")
+        answer = {"id": job.id}
+        for key in payload.get("keys", []):
+            if key != "jobspec":
+                raise RequestError(errno.ENOENT, "No such file or directory")
+            answer[key] = (job.jobspec if payload.get("flags", 0) & 1
+                           else json.dumps(job.jobspec))
+        return answer
+
     def rpc_job_manager_raise(self, payload: dict, cred: dict) -> dict:
         job = self.jobs.get(payload["id"])
         if job is None:
