@@ -48,7 +48,37 @@ def requests() -> dict:
              for name, (topic, payload) in REQUESTS.items()}
     found.update({f"attr.get {name}": _outcome(lambda n=name: handle.attr_get(n))
                   for name in ATTRS})
+    found["job-info.lookup"] = own_job_lookup()  # last: it submits a job of its own
     return found
+
+
+def own_job_lookup() -> dict:
+    """job-info.lookup of a job of this user's (how resume reads a job's identity)."""
+    flux = bindings.bindings()
+    handle = bindings.connect(None)
+    jobspec = flux.job.JobspecV1.from_command(["true"])
+    jobspec.cwd = "/"
+    jobspec.environment = {}
+    jobid = int(flux.job.submit(handle, jobspec))
+    answer = handle.rpc("job-info.lookup", {"id": jobid, "keys": ["jobspec"], "flags": 0})
+    return _outcome(lambda: f"keys {sorted(answer.get())}")
+
+
+def identity(cwd: str) -> dict:
+    """A job stamped with a maestro-flux identity, read back and found by its token."""
+    from maestro_flux.broker import identity as identities
+    from maestro_flux.broker import jobspec as jobspecs
+
+    flux = bindings.bindings()
+    handle = bindings.connect(None)
+    jobspec = flux.job.JobspecV1.from_command(["true"])
+    jobspec.cwd = cwd
+    jobspec.environment = dict(os.environ)
+    jobspec.setattr("system.job.name", "identity-step")
+    jobspecs.add_identity(jobspec, {"study": cwd, "step": "identity-step", "token": "t0k3n"})
+    jobid = int(flux.job.submit(handle, jobspec))
+    found = identities.find_tokens(handle, ["t0k3n"], ["identity-step"], time.time() - 600)
+    return {"identity": identities.identity_of(handle, jobid), "found": found == {"t0k3n": jobid}}
 
 
 def refusals(cwd: str) -> dict:
@@ -168,6 +198,7 @@ def step(workdir: str, batch: str, run: str) -> dict:
 
 
 ACTIONS = {"requests": requests, "refusals": refusals, "submit-sleep": submit_sleep,
+           "identity": identity,
            "priorities": priorities, "cancel": cancel, "step": step}
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def test_bindings_below_the_floor_are_one_line_at_first_use(monkeypatch, caplog)
                      "and flux-python 0.99.0 or later"]
 
 
-def test_doctor_and_render_say_whether_flux_holds_the_dependencies(tmp_path, capsys):
+def test_doctor_and_render_say_whether_flux_holds_the_dependencies(tmp_path):
 
     spec = ROOT / "specs" / "sweep_funnel_chain.yaml"
     off = tmp_path / "off.yaml"
@@ -148,8 +149,9 @@ def test_doctor_and_render_say_whether_flux_holds_the_dependencies(tmp_path, cap
         lines = []
         doctor(str(path), out=lines.append)
         said[name] = next(line for line in lines if "conductor" in line)
-        render_study(str(path), step="fit")
-        said[f"render-{name}"] = next(line for line in capsys.readouterr().out.splitlines()
+        printed = io.StringIO()
+        render_study(str(path), step="fit", out=printed)
+        said[f"render-{name}"] = next(line for line in printed.getvalue().splitlines()
                                       if line.startswith("conductor:"))
     assert "dependencies held by Flux" in said["on"] and said["on"].strip().startswith("ok")
     assert "flux_dependencies: false" in said["off"]

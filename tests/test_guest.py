@@ -117,3 +117,12 @@ def test_doctor_exits_0_for_a_guest_and_says_what_a_guest_cannot_see(guest_side)
         "mf_priority; where flux-accounting runs, 'flux account view-user $USER' lists your "
         "banks")
     assert lines[-1] == "submission should work"
+
+
+def test_a_guest_reads_back_the_identity_of_its_jobs(guest_side):
+    """What resume relies on: a guest's job carries its study, step and token, and the
+    guest finds it again by its token (job-list and job-info.lookup of its own jobs)."""
+    workdir = str(guest_side.workdir("identity"))
+    found = guest_side.action("identity", workdir)
+    assert found == {"identity": {"study": workdir, "step": "identity-step", "token": "t0k3n"},
+                     "found": True}

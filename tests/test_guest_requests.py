@@ -27,6 +27,7 @@ ANSWERED = {
     "job-list.list": "polling (the guest's own jobs)",
     "resource.status": "the instance's nodes, cores and GPUs",
     "job-manager.queue-list": "queues, when config.get fails",
+    "job-info.lookup": "a job's identity, for resume (the guest's own jobs)",
 }
 #: Requests that may be refused, and the test of what maestro-flux does then.
 FALLBACKS = {
