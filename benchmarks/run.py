@@ -45,8 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--submit-jobs", type=int, default=300, help="jobs per submit path")
     add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
-    add("--only", choices=["micro", "studies", "critical-path"], default=None,
-        help="critical-path (minutes per graph) runs only when asked for")
+    add("--only", choices=["micro", "studies", "critical-path", "faults"], default=None,
+        help="critical-path and faults (minutes each) run only when asked for")
+    add("--fault-sizes", type=_sizes, default=[6, 996],
+        help="sweep sizes of the fault studies (each has 4 more steps)")
+    add("--kills", type=int, default=10, help="conductor SIGKILLs per fault study")
+    add("--seed", type=int, default=None, help="random seed of the kill times")
     add("--sleeps", type=_sizes, default=[15, 60], help="conductor sleeps, critical-path")
     add("--level-seconds", type=float, default=2.0, help="each chain level's sleep")
     add("--funnel-leaves", type=int, default=1000, help="the funnel's leaves")

@@ -11,12 +11,16 @@ from pathlib import Path
 
 from benchmarks import micro
 from benchmarks.critical_path import critical_path_rows
+from benchmarks.faults import fault_rows
 from benchmarks.report import Row
 from benchmarks.studies import study_rows
 
 
 def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     rows: list[Row] = []
+    if args.only == "faults":
+        print("faults ...", file=sys.stderr, flush=True)
+        return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed)
     if args.only == "critical-path":
         print("critical paths ...", file=sys.stderr, flush=True)
         return critical_path_rows(work / "critical-path", real, args.sleeps,

@@ -73,3 +73,20 @@ def test_critical_path_harness_produces_every_figure_on_the_double(tmp_path):
         for path in ("maestro-flux (Flux holds the dependencies)",
                      "maestro-flux, flux_dependencies: false")}
     assert all(row["extra"]["ok"] for row in rows if row["value"] is not None)
+
+
+def test_fault_harness_kills_resumes_and_counts_on_the_double(tmp_path):
+    """A small study SIGKILLed and resumed: the harness reports no step run twice or
+    lost (the claim the real run measures at scale)."""
+    out = tmp_path / "faults.json"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--mode", "double", "--only", "faults",
+         "--fault-sizes", "2", "--kills", "2", "--seed", "7", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {row["path"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["steps run twice"]["value"] == 0
+    assert rows["steps lost"]["value"] == 0
+    assert "SIGKILLed" in rows["steps lost"]["figure"]

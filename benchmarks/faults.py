@@ -1,0 +1,159 @@
+"""Killing the conductor: does every step still run exactly once after resume?
+
+A study (a sweep of N steps, a funnel, a chain of 3) is started in the background
+with ``maestro run``; its conductor is SIGKILLed at a random moment while jobs are
+in Flux, ``maestro-flux resume -fg`` takes the study up again, is killed in turn,
+and so on, ``--kills`` times per study or until it ends; the last resume runs to
+the end. Each step appends a line to a file in its workspace each time it runs,
+so afterwards: a step with two lines ran twice, a step with none, or not
+FINISHED, was lost. Run with ``python -m benchmarks --only faults``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.report import Row
+from maestro_flux.maestro import journal as journals
+
+
+def spec(folder: Path, leaves: int) -> Path:
+    run = "echo run >> ran; sleep {}"
+    study = {
+        "description": {"name": f"faults{leaves}", "description": "killed and resumed"},
+        "batch": {"type": "flux"},
+        "study": [
+            {"name": "leaf", "description": "a sweep", "run": {"cmd": run.format("1 # $(X)")}},
+            {"name": "funnel", "description": "all leaves",
+             "run": {"cmd": run.format(1), "depends": ["leaf_*"]}},
+            *({"name": f"chain{n}", "description": "a chain",
+               "run": {"cmd": run.format(2),
+                       "depends": [f"chain{n - 1}" if n else "funnel"]}}
+              for n in range(3)),
+        ],
+        "global.parameters": {"X": {"values": list(range(leaves)), "label": "X.%%"}},
+    }
+    path = folder / f"faults{leaves}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def _maestro(*args: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.maestro_rss", os.devnull, *args]
+
+
+def _beat_pid(outdir: Path, timeout: float = 120) -> int | None:
+    end = time.time() + timeout
+    while time.time() < end:
+        beat = journals.heartbeat(outdir)
+        if beat:
+            return int(beat["pid"])
+        time.sleep(0.1)
+    return None
+
+
+def _resume(outdir: Path) -> tuple[subprocess.Popen, float | None]:
+    """A foreground resume, and how long it took to load and reconcile (until it says
+    'resuming'; None if it ended without saying it, the study being over)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "maestro_flux.cli.main", "resume",
+                             str(outdir), "-fg", "-s", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "maestro-flux: resuming" in line:
+            return proc, time.perf_counter() - started
+    return proc, None
+
+
+def run_faults(work: Path, leaves: int, kills: int, rng: random.Random) -> tuple[dict, int]:
+    """One study, killed up to ``kills`` times; its tallies and the kills made."""
+    outdir = work / f"out-{leaves}-{len(list(work.glob('out-*')))}"
+    # Maestro starts its background conductor by name: it must be on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(_maestro("run", "-y", "-s", "1", "-o", str(outdir),
+                            str(spec(work, leaves))), capture_output=True, check=True, env=env)
+    victim, proc, killed, times = _beat_pid(outdir), None, 0, []
+    while killed < kills and victim is not None and _alive(victim):
+        time.sleep(rng.uniform(0.3, 2.5))
+        if not _alive(victim):
+            break  # the study ended first
+        os.kill(victim, signal.SIGKILL)
+        killed += 1
+        proc, took = _resume(outdir)
+        victim = proc.pid if took is not None else None
+        times += [took] if took is not None else []
+    while victim is not None and _alive(victim):  # the last conductor runs to the end
+        time.sleep(0.5)
+    return _tally(outdir, leaves, times), killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is a child of ours
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def _tally(outdir: Path, leaves: int, resume_times: list[float]) -> dict:
+    steps = leaves + 4
+    with open(outdir / "status.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # Each step's workspace, as status.csv names it (a sweep's are "leaf/X.0").
+    ran = {str(path.parent.relative_to(outdir)): len(path.read_text().splitlines())
+           for path in outdir.glob("**/ran")}
+    return {"twice": sum(1 for count in ran.values() if count > 1),
+            "lost": sum(1 for row in rows
+                        if row["State"] != "FINISHED" or not ran.get(row["Workspace"]))
+            + max(0, steps - len(rows)),
+            "resume_times": resume_times}
+
+
+def fault_rows(work: Path, sizes: list[int], kills: int, seed: int | None,
+               max_studies: int = 5) -> list[Row]:
+    """Per size, studies run and killed until ``kills`` kills were made (a small study
+    may end before), at most ``max_studies`` of them."""
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    rows = []
+    for leaves in sizes:
+        totals, killed, studies = {"twice": 0, "lost": 0, "resume_times": []}, 0, 0
+        while killed < kills and studies < max_studies:
+            print(f"  {leaves + 4} steps, kills so far {killed} of {kills} ...",
+                  file=sys.stderr, flush=True)
+            tally, made = run_faults(work, leaves, kills - killed, rng)
+            killed, studies = killed + made, studies + 1
+            totals["twice"] += tally["twice"]
+            totals["lost"] += tally["lost"]
+            totals["resume_times"] += tally["resume_times"]
+        rows += _rows(leaves + 4, studies, killed, totals)
+    return rows
+
+
+def _rows(steps: int, studies: int, killed: int, totals: dict) -> list[Row]:
+    figure = f"{studies} studies of {steps} steps, conductor SIGKILLed {killed} times"
+    times = totals["resume_times"]
+    return [Row(figure, "steps run twice", totals["twice"], "steps", note="must be 0"),
+            Row(figure, "steps lost", totals["lost"], "steps", note="must be 0"),
+            Row(figure, "resume: load and reconcile, slowest", max(times) if times else None,
+                "s", note=f"{len(times)} resumes")]
