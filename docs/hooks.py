@@ -47,7 +47,8 @@ def _constants(module: str) -> dict[str, object]:
 
     Names bound earlier in the module may be used; ``Enum.MEMBER`` reads as ``MEMBER``.
     """
-    tree = ast.parse((PACKAGE / "model" / f"{module}.py").read_text(encoding="utf-8"))
+    path = PACKAGE / f"{module}.py" if "/" in module else PACKAGE / "model" / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     found: dict[str, object] = {}
 
     def value(node: ast.AST) -> object:
@@ -225,6 +226,11 @@ def step_key_options() -> str:
                   [[_code(k), _code(v)] for k, v in keys.items()])
 
 
+def maestro_versions() -> str:
+    versions = _constant("maestro/maestro_names", "TESTED_VERSIONS")
+    return ", ".join(f"maestrowf {_code(version)}" for version in versions) + "."
+
+
 TABLES = {
     "batch-keys": batch_keys,
     "flux-options": flux_options,
@@ -236,6 +242,7 @@ TABLES = {
     "env-deny": env_deny,
     "priorities": priorities,
     "step-key-options": step_key_options,
+    "maestro-versions": maestro_versions,
 }
 
 

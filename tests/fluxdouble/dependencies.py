@@ -82,7 +82,7 @@ def outcome(after: After, target: Any, version: Any) -> str | None:
     """What the end of ``target`` does to ``after``: None releases it, else the
     note of the ``dependency`` exception its job gets."""
     if not target.allocated:
-        if after.scheme == "afterany":
+        if after.scheme == "afterany" and version.afterany_after_never_started:
             return None
         if version.dependency_never_started:
             return f"dependency {after.description} job never started"

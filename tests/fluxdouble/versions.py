@@ -32,12 +32,16 @@ class Version:
     #: that never started, "job never started" (0.76 on); 0.61 only says "can never
     #: be satisfied", and releases afternotok dependents of such a job.
     dependency_never_started: bool = True
+    #: An afterany dependent of a job that never started is released (0.61, 0.88);
+    #: 0.76 fails it too ("job never started").
+    afterany_after_never_started: bool = True
 
 
 VERSIONS = {v.name: v for v in (
     Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
             dependency_never_started=False),
-    Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False),
+    Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False,
+            afterany_after_never_started=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
 )}
 
