@@ -10,8 +10,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
+import time
 
-from brokers import FLUXION_ANSWERS_GUESTS, NEWEST, RECORDINGS, TESTS
+from brokers import FLUXION_ANSWERS_GUESTS, NEWEST, RECORDINGS, ROOT, TESTS
 
 #: Each priority name, and the urgency a guest's job gets: the documented table
 #: (docs/pages/reference.md), capped at 16 as the broker demands of guests.
@@ -126,3 +128,44 @@ def test_a_guest_reads_back_the_identity_of_its_jobs(guest_side):
     found = guest_side.action("identity", workdir)
     assert found == {"identity": {"study": workdir, "step": "identity-step", "token": "t0k3n"},
                      "found": True}
+
+
+def test_a_guests_graph_is_in_flux_after_one_cycle(guest_side):
+    """Dependencies held by Flux for a guest: four levels under a 15 s sleep end in at
+    most two conductor cycles, each step with one job."""
+    work = guest_side.workdir("graph")
+    spec = work / "sweep_funnel_chain.yaml"
+    shutil.copy(ROOT / "specs" / "sweep_funnel_chain.yaml", spec)
+    outdir = work / "out"
+    done = guest_side.run([guest_side.command("maestro"), "run", "-fg", "-y", "-s", "15",
+                           "-o", str(outdir), str(spec)], cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(_statuses(outdir).values()) == {"FINISHED"} and len(_statuses(outdir)) == 7
+    log = done.stdout + done.stderr
+    assert "maestro-flux: 3 step(s) sent ahead" in log
+    assert log.count("Checking DAG status at") <= 2
+
+
+def test_a_guests_study_is_resumed_after_its_conductor_is_killed(guest_side):
+    """The journal and the jobs' identity work for a guest: killed while jobs run (the
+    chain waiting in Flux), resumed by the guest, every step runs once."""
+    work = guest_side.workdir("resume")
+    spec = work / "resume_chain.yaml"
+    shutil.copy(TESTS / "specs" / "resume_chain.yaml", spec)
+    outdir = work / "out"
+    launched = guest_side.run([guest_side.command("maestro"), "run", "-y", "-s", "1",
+                               "-o", str(outdir), str(spec)], cwd=work)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    journal = outdir / "meta" / "maestro-flux" / "journal.jsonl"
+    end = time.time() + 120
+    while time.time() < end and not (journal.exists() and
+                                     journal.read_text().count('"kind":"ahead"') >= 2):
+        time.sleep(0.2)  # until gather and last wait in Flux
+    beat = json.loads((outdir / "meta" / "maestro-flux" / "conductor.json").read_text())
+    os.kill(int(beat["pid"]), signal.SIGKILL)  # as root: the guest's conductor dies
+    done = guest_side.run([guest_side.command("maestro-flux"), "resume", str(outdir), "-fg"],
+                          cwd=work)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert set(_statuses(outdir).values()) == {"FINISHED"} and len(_statuses(outdir)) == 6
+    ran = [path.read_text().splitlines() for path in outdir.glob("**/ran")]
+    assert len(ran) == 6 and all(len(lines) == 1 for lines in ran)
