@@ -42,6 +42,7 @@ from maestro_flux.model.resources import (
     step_resources,
     wants_nested,
 )
+from maestro_flux.model.retries import is_node_failure
 from maestro_flux.model.script import interpreter, render_script
 from maestro_flux.model.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.model.urgency import clamp
@@ -283,6 +284,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         if adopted is not None:  # sent ahead (ahead.py), and still of use: it is the step's
             LOGGER.info("maestro-flux: step '%s' is Flux job %s, sent ahead", step.name,
                         adopted.jobid)
+            self._study.node_failures.known(adopted.jobid, step.name)
             return adopted.jobid
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
@@ -292,7 +294,9 @@ class FluxAdapter(SchedulerScriptAdapter):
         if cycle is not None:  # the pipeline records the id at the end of the cycle
             return cycle.add(step.name, broker.submit_async(jobspec, urgency, flags), broker,
                              self._asks(step, cwd))
-        return jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
+        jobid = jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
+        self._study.node_failures.known(jobid, step.name)
+        return jobid
 
     def submit_ahead(self, step: Any, path: str, cwd: str, after: tuple[str, ...]) -> Any:
         """Send a step's job, waiting on the jobs ``after`` (afterok), without waiting
@@ -393,6 +397,10 @@ class FluxAdapter(SchedulerScriptAdapter):
                              "maestro-flux: job %s is unknown to %s (%s); step marked UNKNOWN",
                              text, broker.label, why)
             return State.UNKNOWN
+        if status.state == "INACTIVE":
+            ended = self._ended(number, status)
+            if ended is not None:
+                return ended
         state = State[status.maestro_state]
         # Forgotten at the end of every job, so the broker keeps it for those in flight only.
         asks = broker.asks_of(number) if status.state == "INACTIVE" else None
@@ -400,6 +408,19 @@ class FluxAdapter(SchedulerScriptAdapter):
             notices.log_once(LOGGER, logging.WARNING, f"end:{text}",
                              "maestro-flux: job %s ended: %s", text, status.reason(asks))
         return state
+
+    def _ended(self, number: int, status: Any) -> State | None:
+        """HWFAILURE or FAILED for a job a node failure ended, within the step's bound of
+        retries (model/retries.py); None for any other end."""
+        failures, jobid = self._study.node_failures, jobids.f58_encode(number)
+        if not is_node_failure(status):
+            failures.ended(jobid)
+            return None
+        decision = failures.decide(jobid, status, self._options.node_failure_retries)
+        self._study.notices.log_once(LOGGER, logging.WARNING, f"node:{jobid}",
+                                     "maestro-flux: step '%s', Flux job %s: %s",
+                                     decision.step or "?", jobid, decision.reason)
+        return State[decision.state]
 
     def cancel_jobs(self, joblist: list) -> Any:
         """Cancel all ids in one pass; jobs that already ended count as canceled.

@@ -102,6 +102,8 @@ class Cycle:
                 _refused(graph, record, sent, jobid, failed)
                 continue
             _replace(record.jobid, sent.placeholder, jobid)
+            # issue 18: the id -> step map that bounds retries after node failures
+            STUDIES.for_block(graph._adapter).node_failures.known(jobid, sent.step_name)
             graph.in_progress.add(sent.step_name)
             LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s",
                         sent.step_name, jobid)

@@ -26,6 +26,7 @@ from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.model.ahead import AheadJob
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
+from maestro_flux.model.retries import NodeFailures
 
 #: The batch-block key under which the pipeline stamps a study's own id.
 STUDY_KEY = "_maestro_flux_study"
@@ -49,6 +50,9 @@ class StudyState:
     cycle: Any = None
     #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
     ahead: dict[str, AheadJob] = field(default_factory=dict)
+    #: Retries after node failures, per step, and the job id -> step map they need
+    #: (model/retries.py; plain data, for a journal to keep).
+    node_failures: NodeFailures = field(default_factory=NodeFailures)
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
