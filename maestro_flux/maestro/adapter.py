@@ -24,7 +24,6 @@ from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.portability import fit_to_broker
-from maestro_flux.maestro.study_context import resolve_template, step_parameters
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY, StudyState
 from maestro_flux.model import jobids, templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
@@ -121,10 +120,10 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     # -- the step model ------------------------------------------------------
     def _context(self, step: Any, workspace: str, choice: StepChoice, command: str) -> dict:
-        run = step.run
+        run, params = step.run, self._study.context.step_parameters(workspace, step.name)
         return {
             "maestro_command": command, "step_name": step.name, "workspace": workspace,
-            "params": step_parameters(workspace, step.name), "profile": choice.profile_name,
+            "params": params, "profile": choice.profile_name,
             "nodes": run.get("nodes") or None, "procs": run.get("procs") or None,
             "cores_per_task": run.get("cores per task") or None,
             "gpus": run.get("gpus") or None, "walltime": run.get("walltime") or None,
@@ -154,7 +153,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _new_plan(self, step: Any, workspace: str) -> StepPlan:
         choice = choose(self._options, step.name)
-        path = (resolve_template(choice.template, workspace, self._study.spec_root)
+        path = (self._study.context.template(choice.template, workspace, self._study.spec_root)
                 if choice.template else None)
         draft = self._render(path, step, workspace, choice, step.run["cmd"])
         directives = (directive_options(template_directives(draft[1], path), path)

@@ -23,6 +23,7 @@ from typing import Any
 
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
+from maestro_flux.maestro.study_context import StudyContext
 from maestro_flux.model.ahead import AheadJob
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
@@ -46,6 +47,8 @@ class StudyState:
     #: The spec's directory when the caller knows it (``render``); else read from
     #: the study's output directory (study_context.py).
     spec_root: str | None = None
+    #: What the study's output directory says, read once (study_context.py).
+    context: StudyContext = field(default_factory=StudyContext)
     #: The conductor cycle under way, if the pipeline opened one (pipeline.py).
     cycle: Any = None
     #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
