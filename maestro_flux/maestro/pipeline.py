@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maestro_flux.broker.connection import Broker
-from maestro_flux.maestro import ahead, maestro_names
+from maestro_flux.maestro import ahead, maestro_names, resubmit
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
@@ -256,6 +256,8 @@ class Conductor:
 
     def round(self) -> Any:
         graph, study = self.graph, self.study
+        # issue 18: steps awaiting resubmission after a HWFAILURE leave the throttle
+        self._guarded("free steps to resubmit", resubmit.free_resubmissions, graph)
         if self.ahead_on:
             self._guarded("check the jobs sent ahead", ahead.prune, graph, study,
                           self.adapter.broker())
