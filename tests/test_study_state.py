@@ -6,7 +6,7 @@ import logging
 
 from helpers import make_step
 
-from maestro_flux.maestro import study_state
+from maestro_flux.maestro import study_context, study_state
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.study_state import STUDY_KEY, StudyRegistry
 from maestro_flux.model.bounded import Bounded
@@ -69,3 +69,27 @@ def test_plans_live_in_the_study_and_are_bounded(tmp_path):
     assert len(adapter.study.plans) == 5
     rebuilt = FluxAdapter(type="flux", queue="plans-test")  # as Maestro does each cycle
     assert rebuilt.study is adapter.study
+
+
+def test_each_study_reads_its_output_directory_once_into_its_own_cache(tmp_path, monkeypatch):
+    (tmp_path / "batch.info").write_text("")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "metadata.yaml").write_text("used_parameters: {sim: [X]}\n")
+    (tmp_path / "meta" / "parameters.yaml").write_text(
+        "c1: {labels: {$(X.label): X.1}, params: {$(X): 1}}\n"
+        "c2: {labels: {$(X.label): X.2}, params: {$(X): 2}}\n")
+    reads = []
+    real_read = study_context.read_combinations
+    monkeypatch.setattr(study_context, "read_combinations",
+                        lambda root: reads.append(root) or real_read(root))
+    registry = StudyRegistry()
+    first = registry.for_block({"type": "flux", STUDY_KEY: "a"})
+    other = registry.for_block({"type": "flux", STUDY_KEY: "b"})
+    workspace = str(tmp_path / "sim" / "X.2")
+    assert first.context.step_parameters(workspace, "sim_X.2") == {"X": 2}
+    assert first.context.step_parameters(workspace, "sim_X.1") == {"X": 1}
+    assert reads == [tmp_path]  # read once for the study
+    assert other.context.step_parameters(workspace, "sim_X.1") == {"X": 1}
+    assert reads == [tmp_path, tmp_path]  # the other study has a cache of its own
+    assert first.context.spec_root(workspace) is None  # no env.pkl: the cwd is used
+    assert first.context.step_parameters(str(tmp_path.parent), "sim_X.1") == {}

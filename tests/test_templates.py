@@ -96,9 +96,9 @@ def test_relative_templates_resolve_against_the_spec_directory(tmp_path, monkeyp
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "a.j2").write_text("{{ maestro_command }}")
     monkeypatch.chdir("/")
-    assert resolve_template("tpl/a.j2", None, str(tmp_path)) == str(tmp_path / "tpl" / "a.j2")
+    assert resolve_template("tpl/a.j2", str(tmp_path)) == str(tmp_path / "tpl" / "a.j2")
     with pytest.raises(TemplateError) as info:
-        resolve_template("tpl/missing.j2", None, str(tmp_path))
+        resolve_template("tpl/missing.j2", str(tmp_path))
     assert str(info.value) == (f"batch file 'tpl/missing.j2': no such template (looked for "
                                f"{tmp_path / 'tpl/missing.j2'}, /tpl/missing.j2)")
 

@@ -14,7 +14,6 @@ order, with the bindings' own helpers (``flux.job._utils`` in newer versions,
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from maestro_flux.broker.bindings import bindings
+from maestro_flux.broker.bindings import bindings, submodule
 from maestro_flux.model.errors import BindingsMissing
 
 LOGGER = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ HELPER_MODULES = (".job._utils", ".cli.base")
 def _helpers_of(root: str) -> ModuleType:
     for suffix in HELPER_MODULES:
         try:
-            return importlib.import_module(root + suffix)
+            return submodule(suffix.lstrip("."))
         except ImportError:
             continue
     raise BindingsMissing(f"the Flux Python bindings ({root}) have none of "

@@ -1,7 +1,9 @@
 """The only module that imports the Flux Python bindings.
 
 Everything else in maestro-flux deals in plain data; the rest of this package
-(``broker/``) reaches the bindings through :func:`bindings`. They are imported
+(``broker/``) reaches the bindings through :func:`bindings`, :func:`submodule`
+and :func:`source_module`. tests/test_layers.py checks that no other module
+imports them, by statement or through importlib. They are imported
 lazily, on the first call that needs a broker, so that importing maestro-flux,
 dry runs and script writing work where flux-python is not installed.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -59,6 +62,26 @@ def bindings() -> ModuleType:
     return root
 
 
+def submodule(name: str) -> ModuleType:
+    """A module of the bindings in use, ``name`` relative to the package (``util``)."""
+    return importlib.import_module(f"{bindings().__name__}.{name}")
+
+
+def source_module(relative: str, name: str) -> ModuleType | None:
+    """A plain-Python file of the installed flux-python (``relative`` to its ``flux``
+    package, e.g. ``job/directives.py``), loaded alone as module ``name``: importing
+    the package would load libflux-core, which reading a file must not need. None
+    when flux-python is not installed."""
+    spec = importlib.util.find_spec("flux")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], *relative.split("/"))
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """``"0.61.2"`` -> ``(0, 61, 2)``; a suffix (``rc1``, ``-12-gabc``) is ignored."""
     return tuple(int(part) for part in re.findall(r"\d+", version.split("-")[0])[:3])
@@ -91,7 +114,7 @@ def loaded_version(module: ModuleType | None = None) -> str | None:
     except (importlib.metadata.PackageNotFoundError, TypeError):
         pass
     try:
-        raw = importlib.import_module(module.__name__ + ".core.inner").raw
+        raw = importlib.import_module(module.__name__ + ".core.inner").raw  # module's own
         text = raw.flux_core_version_string()
         return text.decode() if isinstance(text, bytes) else str(text)
     except (ImportError, AttributeError):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import os
 from functools import lru_cache
 from types import ModuleType
 
+from maestro_flux.broker import bindings
 from maestro_flux.model.errors import BindingsMissing, TemplateError
 
 
@@ -19,16 +18,12 @@ def _directive_module() -> ModuleType:
     ``flux`` package would load libflux-core, which directive reading must not
     need (``maestro-flux render`` works without a broker install).
     """
-    spec = importlib.util.find_spec("flux")
-    if spec is None or not spec.submodule_search_locations:
+    module = bindings.source_module("job/directives.py", "maestro_flux._flux_directives")
+    if module is None:
         # Only the parser's file is read: any flux-python will do, without flux-core.
         raise BindingsMissing("reading a template's #flux: lines uses flux-python's parser: "
                               "pip install flux-python ply (any version; no flux-core is "
                               "needed for this)")
-    path = os.path.join(spec.submodule_search_locations[0], "job", "directives.py")
-    loader_spec = importlib.util.spec_from_file_location("maestro_flux._flux_directives", path)
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
     return module
 
 

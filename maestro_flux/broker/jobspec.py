@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from maestro_flux.broker import apply_options
-from maestro_flux.broker.bindings import bindings
+from maestro_flux.broker.bindings import bindings, submodule
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.request import JobRequest
 
@@ -31,7 +30,7 @@ def _nested_dict(dotted: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _begin_time(text: str) -> str:
-    util = importlib.import_module(bindings().__name__ + ".util")
+    util = submodule("util")
     return f"begin-time:{util.parse_datetime(text).timestamp()}"
 
 

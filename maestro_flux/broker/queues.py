@@ -3,9 +3,10 @@
 A guest of a multi-user instance is refused ``job-manager.jobtap`` and
 ``sched.resource-status`` ("Request requires owner credentials"), while
 ``config.get`` and ``job-manager.queue-list`` answer (recorded on 0.88 in
-shared/flux-recordings/0.88.0/guest_rpcs.json). ``config.get`` is recorded on
-0.61, 0.76 and 0.88 alike, so it is asked first; ``job-manager.queue-list``
-(in the job manager since before 0.61) is the fallback.
+tests/recordings/0.88.0/guest_rpcs.json). ``config.get`` is recorded on 0.61,
+0.76 and 0.88 alike (tests/recordings/VERSION/errors.json), so it is asked
+first; ``job-manager.queue-list`` (in the job manager since before 0.61) is the
+fallback.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def _check_templates(options: BatchOptions, path: str) -> None:
         if not file:
             continue
         try:
-            templates.load(resolve_template(file, None, root))
+            templates.load(resolve_template(file, root))
         except MaestroFluxError as err:
             raise SpecError(f"{path}: {where}: {err}") from None
 

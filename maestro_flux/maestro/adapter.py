@@ -24,7 +24,6 @@ from maestro_flux.broker.directives import template_directives
 from maestro_flux.broker.uri import BrokerChoice, choose_broker
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.portability import fit_to_broker
-from maestro_flux.maestro.study_context import resolve_template, step_parameters
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY, StudyState
 from maestro_flux.model import jobids, templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
@@ -42,6 +41,7 @@ from maestro_flux.model.resources import (
     step_resources,
     wants_nested,
 )
+from maestro_flux.model.retries import is_node_failure
 from maestro_flux.model.script import interpreter, render_script
 from maestro_flux.model.states import ACTIVE_STATE_MAP, RESULT_MAP
 from maestro_flux.model.urgency import clamp
@@ -120,10 +120,10 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     # -- the step model ------------------------------------------------------
     def _context(self, step: Any, workspace: str, choice: StepChoice, command: str) -> dict:
-        run = step.run
+        run, params = step.run, self._study.context.step_parameters(workspace, step.name)
         return {
             "maestro_command": command, "step_name": step.name, "workspace": workspace,
-            "params": step_parameters(workspace, step.name), "profile": choice.profile_name,
+            "params": params, "profile": choice.profile_name,
             "nodes": run.get("nodes") or None, "procs": run.get("procs") or None,
             "cores_per_task": run.get("cores per task") or None,
             "gpus": run.get("gpus") or None, "walltime": run.get("walltime") or None,
@@ -153,7 +153,7 @@ class FluxAdapter(SchedulerScriptAdapter):
 
     def _new_plan(self, step: Any, workspace: str) -> StepPlan:
         choice = choose(self._options, step.name)
-        path = (resolve_template(choice.template, workspace, self._study.spec_root)
+        path = (self._study.context.template(choice.template, workspace, self._study.spec_root)
                 if choice.template else None)
         draft = self._render(path, step, workspace, choice, step.run["cmd"])
         directives = (directive_options(template_directives(draft[1], path), path)
@@ -288,6 +288,7 @@ class FluxAdapter(SchedulerScriptAdapter):
             self._journal_event("adopted", step.name, adopted.jobid, cwd)
             LOGGER.info("maestro-flux: step '%s' is Flux job %s, sent ahead", step.name,
                         adopted.jobid)
+            self._study.node_failures.known(adopted.jobid, step.name)
             return adopted.jobid
         # The jobspec is built first: a step with bad input never reaches the broker.
         jobspec, urgency, flags = self.build_jobspec(step, path, cwd, env)
@@ -301,6 +302,7 @@ class FluxAdapter(SchedulerScriptAdapter):
         jobid = jobids.f58_encode(broker.submit(jobspec, urgency, flags, self._asks(step, cwd)))
         if token:
             self._study.journal.submitted(step.name, token, jobid)
+        self._study.node_failures.known(jobid, step.name)
         return jobid
 
     def _stamp(self, jobspec: Any, step_name: str, cwd: str, kind: str,
@@ -422,6 +424,10 @@ class FluxAdapter(SchedulerScriptAdapter):
                              "maestro-flux: job %s is unknown to %s (%s); step marked UNKNOWN",
                              text, broker.label, why)
             return State.UNKNOWN
+        if status.state == "INACTIVE":
+            ended = self._ended(number, status)
+            if ended is not None:
+                return ended
         state = State[status.maestro_state]
         # Forgotten at the end of every job, so the broker keeps it for those in flight only.
         asks = broker.asks_of(number) if status.state == "INACTIVE" else None
@@ -429,6 +435,19 @@ class FluxAdapter(SchedulerScriptAdapter):
             notices.log_once(LOGGER, logging.WARNING, f"end:{text}",
                              "maestro-flux: job %s ended: %s", text, status.reason(asks))
         return state
+
+    def _ended(self, number: int, status: Any) -> State | None:
+        """HWFAILURE or FAILED for a job a node failure ended, within the step's bound of
+        retries (model/retries.py); None for any other end."""
+        failures, jobid = self._study.node_failures, jobids.f58_encode(number)
+        if not is_node_failure(status):
+            failures.ended(jobid)
+            return None
+        decision = failures.decide(jobid, status, self._options.node_failure_retries)
+        self._study.notices.log_once(LOGGER, logging.WARNING, f"node:{jobid}",
+                                     "maestro-flux: step '%s', Flux job %s: %s",
+                                     decision.step or "?", jobid, decision.reason)
+        return State[decision.state]
 
     def cancel_jobs(self, joblist: list) -> Any:
         """Cancel all ids in one pass; jobs that already ended count as canceled.

@@ -29,6 +29,7 @@ GRAPH_ATTRIBUTES = (
     "_adapter",         # private: the batch block every adapter is built from (stamped)
     "values",           # name -> StepRecord
     "in_progress",      # names of steps with a job
+    "ready_steps",      # the queue of steps to submit (resubmit.py, ahead.py)
     "failed_steps",
     "dry_run",
 )

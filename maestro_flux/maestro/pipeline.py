@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maestro_flux.broker.connection import Broker
-from maestro_flux.maestro import ahead, maestro_names
+from maestro_flux.maestro import ahead, maestro_names, resubmit
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.journal import conductor_options
 from maestro_flux.maestro.maestro_imports import import_maestro
@@ -124,6 +124,8 @@ class Cycle:
         if journal is not None and sent.token:
             journal.submitted(sent.step_name, sent.token, jobid)
         _replace(record.jobid, sent.placeholder, jobid)
+        # the id -> step map that bounds retries after node failures (model/retries.py)
+        STUDIES.for_block(graph._adapter).node_failures.known(jobid, sent.step_name)
         graph.in_progress.add(sent.step_name)
         LOGGER.info("maestro-flux: submitted step '%s' as Flux job %s", sent.step_name, jobid)
 
@@ -292,6 +294,8 @@ class Conductor:
 
     def round(self) -> Any:
         graph, study = self.graph, self.study
+        # issue 18: steps awaiting resubmission after a HWFAILURE leave the throttle
+        self._guarded("free steps to resubmit", resubmit.free_resubmissions, graph)
         if self.ahead_on:
             self._guarded("check the jobs sent ahead", ahead.prune, graph, study,
                           self.adapter.broker())

@@ -40,6 +40,7 @@ from maestro_flux.model import jobids
 from maestro_flux.model.errors import MaestroFluxError
 from maestro_flux.model.journal import Replay
 from maestro_flux.model.resume import ResumePlan, StepRecord, reconcile
+from maestro_flux.model.retries import is_node_failure
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_SLEEP = 60  # maestro run's
@@ -155,8 +156,32 @@ def plan_for(loaded: Loaded) -> tuple[ResumePlan, int]:
 
 
 def apply(graph: Any, plan: ResumePlan) -> None:
-    """Put the plan into the graph and the study's state."""
+    """Put the plan into the graph and the study's state, and count again each step's
+    retries after node failures (its earlier jobs that Flux ended that way)."""
     graph._adapter.setdefault(STUDY_KEY, uuid.uuid4().hex)
+    _apply_plan(graph, plan)
+    _restore_node_failures(graph, STUDIES.for_block(graph._adapter))
+
+
+def _restore_node_failures(graph: Any, state: Any) -> None:
+    jobs = {name: list(record.jobid) for name, record in graph.values.items()
+            if record is not None and record.jobid}
+    jobs.update({name: [*jobs.get(name, []), job.jobid] for name, job in state.ahead.items()})
+    for name, ids in jobs.items():
+        for jobid in ids:
+            state.node_failures.known(jobid, name)
+    earlier = {jobid: name for name, ids in jobs.items() for jobid in ids[:-1]}
+    if not earlier:
+        return
+    broker = FluxAdapter(**graph._adapter).broker()
+    statuses = broker.statuses({jobids.parse_jobid(jobid) for jobid in earlier})
+    for jobid, name in earlier.items():
+        status = statuses.get(jobids.parse_jobid(jobid))
+        if status is not None and is_node_failure(status):
+            state.node_failures.retries[name] = state.node_failures.retries.get(name, 0) + 1
+
+
+def _apply_plan(graph: Any, plan: ResumePlan) -> None:
     for name, kept in plan.record.items():
         record = graph.values[name]
         record.jobid.extend(kept)

@@ -24,9 +24,11 @@ from typing import Any
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.maestro.journal import for_workspace
+from maestro_flux.maestro.study_context import StudyContext
 from maestro_flux.model.ahead import AheadJob
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
+from maestro_flux.model.retries import NodeFailures
 
 #: The batch-block key under which the pipeline stamps a study's own id.
 STUDY_KEY = "_maestro_flux_study"
@@ -46,6 +48,8 @@ class StudyState:
     #: The spec's directory when the caller knows it (``render``); else read from
     #: the study's output directory (study_context.py).
     spec_root: str | None = None
+    #: What the study's output directory says, read once (study_context.py).
+    context: StudyContext = field(default_factory=StudyContext)
     #: The conductor cycle under way, if the pipeline opened one (pipeline.py).
     cycle: Any = None
     #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
@@ -55,6 +59,9 @@ class StudyState:
     journal: Any = None
     #: Whether this process has journaled its conductor for the study.
     noted: bool = False
+    #: Retries after node failures, per step, and the job id -> step map they need
+    #: (model/retries.py; plain data, for a journal to keep).
+    node_failures: NodeFailures = field(default_factory=NodeFailures)
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:

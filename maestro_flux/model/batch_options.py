@@ -19,6 +19,7 @@ import jsonschema
 
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.errors import BatchBlockError
+from maestro_flux.model.retries import DEFAULT_RETRIES
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class BatchOptions:
     #: Send steps ahead with afterok dependencies, so that Flux holds the graph
     #: (model/ahead.py); off, each step waits for Maestro to see its parents finish.
     flux_dependencies: bool = True
+    #: Resubmissions of a step whose job a node failure ended (model/retries.py).
+    node_failure_retries: int = DEFAULT_RETRIES
 
     @property
     def queue(self) -> str | None:
@@ -247,4 +250,5 @@ def _parse_cached(block_json: str) -> BatchOptions:
         connect_timeout=float(block.get("connect_timeout", 5.0)),
         portable=block.get("portable", True),
         flux_dependencies=block.get("flux_dependencies", True),
+        node_failure_retries=int(block.get("node_failure_retries", DEFAULT_RETRIES)),
     )

@@ -16,7 +16,7 @@ as ``--name=value`` arguments, one flag per value:
 
 ``jobspec`` names the keyword of flux-python's ``JobspecV1.from_batch`` (which
 hands what it does not take itself to ``apply_options``) that carries the option
-into the jobspec; broker/apply.py applies each keyword with the calls that every
+into the jobspec; broker/apply_options.py applies each keyword with the calls that every
 supported flux-python has, where ``from_batch``/``apply_options`` are missing.
 None: the option is not part of the jobspec (urgency and flags go with the submit
 request; env rules become the environment through maestro-flux's own policy).
