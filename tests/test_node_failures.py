@@ -18,9 +18,11 @@ from helpers import TERMINAL, make_step, wait_for, write_and_submit
 from maestrowf.abstracts.enums import State, StudyStatus
 
 from maestro_flux.broker import bindings, listing
+from maestro_flux.maestro import resume
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.study_state import STUDIES
 from maestro_flux.model import jobids
+from maestro_flux.model.resume import ResumePlan
 from maestro_flux.model.states import JobStatus, status_from_listing
 
 pytestmark = pytest.mark.every_version
@@ -158,3 +160,26 @@ def wait_for_file(path: Path, timeout: float = 30) -> None:
         if time.time() > end:
             raise AssertionError(f"{path} was not written")
         time.sleep(0.05)
+
+
+def test_the_bound_holds_across_a_resume(flux_mode, tmp_path, caplog):
+    """A conductor that retried a step after a node failure dies; the resumed one (a
+    new StudyState) counts that retry again from the broker, so a second node failure
+    fails the step instead of being retried once more."""
+    graph = graphs.chain(tmp_path, {"a": FAILS_EVERY_TIME, "b": "true"})
+    end = time.time() + 120
+    while len(graph.values["a"].jobid) < 2 and time.time() < end:  # failed once, resubmitted
+        graph.execute_ready_steps()
+        if attempts(graph, "a") == 1 and len(graph.values["a"].jobid) == 1:
+            raise_node_failure(flux_mode.uri, graph.values["a"].jobid[0])
+        time.sleep(0.2)
+    STUDIES.clear()  # the conductor died: what it kept in memory is gone
+    resume.apply(graph, ResumePlan())
+    assert STUDIES.for_block(graph._adapter).node_failures.retries == {"a": 1}
+    while attempts(graph, "a") < 2 and time.time() < end:
+        graph.execute_ready_steps()
+        time.sleep(0.2)
+    raise_node_failure(flux_mode.uri, graph.values["a"].jobid[1])
+    assert graphs.run(graph)[0] == StudyStatus.FAILURE
+    assert graphs.final_states(graph) == {"a": "FAILED", "b": "FAILED"}
+    assert "retried 1 time(s), the bound (batch.node_failure_retries: 1)" in caplog.text
