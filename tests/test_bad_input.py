@@ -299,3 +299,17 @@ def test_random_specs_get_a_dry_run_or_one_line(no_broker_here, capfd, text):
         assert out.splitlines()[-1].startswith("submission ")
         failed_spec = [line for line in out.splitlines() if line.startswith("FAIL  spec")]
         assert len(failed_spec) <= 1 and all(f"{path}:" in line for line in failed_spec)
+
+
+def test_a_section_maestro_ignores_is_accepted_unless_it_looks_misspelt(tmp_path):
+    """Maestro ignores top-level keys it does not know (specs keep YAML anchors there):
+    only a near miss of a section is refused."""
+    base = (ROOT / "specs" / "hello_world.yaml").read_text()
+    anchors = tmp_path / "anchors.yaml"
+    anchors.write_text("x-common: &walltime '00:01:00'\n" + base)
+    assert check_spec(str(anchors)).batch["type"] == "flux"
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(base.replace("global.parameters:", "global.parameter:"))
+    with pytest.raises(SpecError, match="unknown section 'global.parameter' "
+                                        r"\(did you mean 'global.parameters'\?\)"):
+        check_spec(str(misspelt))

@@ -78,8 +78,11 @@ def _check_sections(document: Any, path: str) -> None:
         raise SpecError(f"{path}: not a study specification: expected the sections "
                         f"{', '.join(REQUIRED)}, found {type(document).__name__}")
     for key in document:
-        if key not in SECTIONS:
-            raise SpecError(f"{path}: unknown section '{key}'{_closest(str(key), SECTIONS)}")
+        # Maestro ignores other sections (a home for YAML anchors, say): only one that
+        # looks like a misspelt section is refused.
+        near = _closest(str(key), SECTIONS) if key not in SECTIONS else ""
+        if near:
+            raise SpecError(f"{path}: unknown section '{key}'{near}")
     for key, what in REQUIRED.items():
         if key not in document:
             raise SpecError(f"{path}: section '{key}' is missing ({what})")
