@@ -61,16 +61,22 @@ def _beat_pid(outdir: Path, timeout: float = 120) -> int | None:
     return None
 
 
-def _resume(outdir: Path) -> tuple[subprocess.Popen, float | None]:
+def _resume(outdir: Path, timeout: float = 600) -> tuple[subprocess.Popen, float | None]:
     """A foreground resume, and how long it took to load and reconcile (until it says
-    'resuming'; None if it ended without saying it, the study being over)."""
+    'resuming'; None if it ended without saying it, the study being over). Its output
+    goes to a file: a pipe nobody reads would stop it once full."""
+    log = outdir / "meta" / "maestro-flux" / f"resume-{time.time_ns()}.log"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "maestro_flux.cli.main", "resume",
-                             str(outdir), "-fg", "-s", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if "maestro-flux: resuming" in line:
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "maestro_flux.cli.main", "resume",
+                                 str(outdir), "-fg", "-s", "1"], stdout=handle,
+                                stderr=subprocess.STDOUT)
+    while time.perf_counter() - started < timeout:
+        if "maestro-flux: resuming" in log.read_text():
             return proc, time.perf_counter() - started
+        if proc.poll() is not None:
+            return proc, None
+        time.sleep(0.05)
     return proc, None
 
 
