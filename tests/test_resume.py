@@ -21,7 +21,12 @@ import pytest
 from brokers import TESTS
 from test_studies_end_to_end import BIN, maestro, state_of, statuses, study_env
 
+from maestro_flux.broker import bindings, listing
 from maestro_flux.maestro import journal as journals
+from maestro_flux.maestro import pipeline
+from maestro_flux.maestro import resume as maestro_resume
+from maestro_flux.model import jobids
+from maestro_flux.model.errors import MaestroFluxError
 
 pytestmark = pytest.mark.e2e
 SPEC = TESTS / "specs" / "resume_chain.yaml"
@@ -169,3 +174,28 @@ def _conductor_alive(outdir: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_maestro_cancel_works_on_a_resumed_study(flux_mode, tmp_path):
+    """Resumed in the background, the study answers `maestro cancel` as before: its
+    jobs, those waiting in Flux included, are canceled and none is left."""
+    outdir, env = started_in_background(flux_mode, tmp_path)
+    os.kill(heartbeat_pid(outdir), signal.SIGKILL)
+    done = resume(outdir, env)  # in the background, as maestro run starts its conductor
+    assert done.returncode == 0 and "in the background" in done.stdout, done.stderr
+    wait_until(lambda: len(journals.read(outdir).conductors) == 2)  # the resumed one runs
+    assert maestro(["cancel", "-y", str(outdir)], env, outdir).returncode == 0
+    wait_until(lambda: state_of(outdir, "last") == "CANCELLED")
+    handle = bindings.connect(flux_mode.uri)
+    ids = {jobids.parse_jobid(s.jobid) for s in journals.read(outdir).sent.values() if s.jobid}
+    wait_until(lambda: all(e["state"] == 64 for e in listing.list_jobs(handle)
+                           if e["id"] in ids))
+
+
+def test_resume_refuses_a_maestro_outside_the_tested_versions(monkeypatch, tmp_path):
+    (tmp_path / "batch.info").write_text("type: flux\n")
+    monkeypatch.setattr(pipeline, "why_off", lambda: "maestrowf 9.9.9 is not a version "
+                                                     "it was tested with (1.2.0, 1.2.1)")
+    with pytest.raises(MaestroFluxError, match=r"cannot resume .*: the cycle pipeline is off "
+                                               r"\(maestrowf 9.9.9 is not a version"):
+        maestro_resume.load(str(tmp_path))
