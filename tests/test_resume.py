@@ -128,6 +128,7 @@ def test_a_conductor_killed_while_a_cycle_submits_loses_no_job(flux_mode, tmp_pa
     resumed = resume(outdir, env, "-fg")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"({len(replay.unanswered())} found by their token)" in resumed.stdout
+    assert journals.read(outdir).unanswered() == []  # found once, journaled: never again
     assert_ran_once(outdir)
 
 

@@ -152,7 +152,17 @@ def plan_for(loaded: Loaded) -> tuple[ResumePlan, int]:
         numbers = broker.call(lambda h: identity.find_tokens(
             h, [s.token for s in unanswered], names, since))
         found = {token: jobids.f58_encode(number) for token, number in numbers.items()}
+        _journal_found(loaded, found)
     return reconcile(steps, replay, found), len(found)
+
+
+def _journal_found(loaded: Loaded, found: dict[str, str]) -> None:
+    """Write the ids found by token into the journal, as if the dead conductor had:
+    a later resume then need not search for them again."""
+    journal = journals.Journal(loaded.root)
+    for sent in loaded.replay.unanswered():
+        if sent.token in found:
+            journal.submitted(sent.step, sent.token, found[sent.token])
 
 
 def apply(graph: Any, plan: ResumePlan) -> None:
