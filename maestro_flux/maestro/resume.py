@@ -44,6 +44,8 @@ from maestro_flux.model.retries import is_node_failure
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_SLEEP = 60  # maestro run's
+#: Seconds to wait before a second search for submissions not found by their token.
+LISTING_GRACE = 2.0
 
 
 class Finished(Exception):
@@ -149,8 +151,11 @@ def plan_for(loaded: Loaded) -> tuple[ResumePlan, int]:
                  for s in unanswered if s.step in graph.values}
         since = min(c.get("time", 0) for c in replay.conductors) if replay.conductors else 0
         broker = adapter.broker()
-        numbers = broker.call(lambda h: identity.find_tokens(
-            h, [s.token for s in unanswered], names, since))
+        tokens = [s.token for s in unanswered]
+        numbers = broker.call(lambda h: identity.find_tokens(h, tokens, names, since))
+        if len(numbers) < len(tokens):  # job-list may not list a job just accepted yet
+            time.sleep(LISTING_GRACE)
+            numbers = broker.call(lambda h: identity.find_tokens(h, tokens, names, since))
         found = {token: jobids.f58_encode(number) for token, number in numbers.items()}
         _journal_found(loaded, found)
     return reconcile(steps, replay, found), len(found)
