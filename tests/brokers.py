@@ -304,6 +304,23 @@ def double_path() -> str:
 
 
 @contextlib.contextmanager
+def session_bindings(session: FluxMode) -> Iterator[tuple[Any, Any]]:
+    """(the bindings, a handle) of a session's broker, for a module-scoped fixture:
+    this process's environment pointed at it meanwhile, and put back after."""
+    saved = dict(os.environ)
+    os.environ.update(session.env)
+    if session.real:
+        os.environ.pop(bindings.BINDINGS_ENV, None)
+    bindings.bindings.cache_clear()
+    try:
+        yield bindings.bindings(), bindings.connect(session.uri)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        bindings.bindings.cache_clear()
+
+
+@contextlib.contextmanager
 def pointed_at(mode: FluxMode, monkeypatch: pytest.MonkeyPatch) -> Iterator[FluxMode]:
     """This process pointed at ``mode``'s broker, with no stale bindings or study state."""
     from maestro_flux.maestro.study_state import STUDIES

@@ -14,10 +14,10 @@ import os
 import time
 
 import pytest
-from brokers import RECORDINGS
+from brokers import RECORDINGS, session_bindings
 from test_recordings import spec
 
-from maestro_flux.broker import bindings, listing, submit
+from maestro_flux.broker import listing, submit
 from maestro_flux.model.jobids import f58_encode
 from maestro_flux.model.states import STATE_NAMES, status_from_listing
 
@@ -100,20 +100,9 @@ def _ending(entry_seen: tuple, value: str, name: str = "$TARGET", waits: bool = 
 
 @pytest.fixture(scope="module")
 def answers(flux_session, tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ.update(flux_session.env)
-    if flux_session.real:
-        os.environ.pop(bindings.BINDINGS_ENV, None)
-    bindings.bindings.cache_clear()
-    try:
-        flux = bindings.bindings()
-        handle = bindings.connect(flux_session.uri)
+    with session_bindings(flux_session) as (flux, handle):
         work = tmp_path_factory.mktemp("dependencies")
         yield {case: _run_case(flux, handle, work, case) for case in CASES}, flux_session
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        bindings.bindings.cache_clear()
 
 
 def test_dependencies_are_answered_as_recorded(answers):

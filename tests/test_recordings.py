@@ -13,6 +13,7 @@ import os
 import time
 
 import pytest
+from brokers import session_bindings
 
 from maestro_flux.broker import bindings, listing, submit
 from maestro_flux.model.jobids import f58_encode, parse_jobid
@@ -54,14 +55,7 @@ OUTCOMES = {
 @pytest.fixture(scope="module")
 def outcomes(flux_session, tmp_path_factory):
     """Run one job per recorded outcome, as record.py did, and list them."""
-    saved = dict(os.environ)
-    os.environ.update(flux_session.env)
-    if flux_session.real:
-        os.environ.pop(bindings.BINDINGS_ENV, None)
-    bindings.bindings.cache_clear()
-    try:
-        flux = bindings.bindings()
-        handle = bindings.connect(flux_session.uri)
+    with session_bindings(flux_session) as (flux, handle):
         work = tmp_path_factory.mktemp("outcomes")
         ids = {}
         for name, (command, kwargs) in OUTCOMES.items():
@@ -73,10 +67,6 @@ def outcomes(flux_session, tmp_path_factory):
         listing = wait_inactive(flux, handle, list(ids.values()))
         yield ({name: listing[jobid] for name, jobid in ids.items()}, ids, handle, flux,
                flux_session)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        bindings.bindings.cache_clear()
 
 
 @pytest.mark.parametrize("outcome", sorted(OUTCOMES))

@@ -38,11 +38,6 @@ class AheadJob:
     #: (parent, the parent's job it waits on), or None for a parent that had finished.
     waits_on: tuple[tuple[str, str | None], ...]
 
-    @property
-    def after(self) -> tuple[str, ...]:
-        """The job ids its ``afterok`` dependencies name."""
-        return tuple(job for _, job in self.waits_on if job is not None)
-
 
 @dataclass(frozen=True)
 class Send:
@@ -50,10 +45,6 @@ class Send:
 
     name: str
     waits_on: tuple[tuple[str, str | None], ...]
-
-    @property
-    def after(self) -> tuple[str, ...]:
-        return tuple(job for _, job in self.waits_on if job is not None)
 
 
 class Verdict(Enum):
