@@ -21,7 +21,7 @@ from benchmarks import counting
 from benchmarks.report import Row
 from maestro_flux.broker import bindings
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.pipeline import Cycle
+from maestro_flux.maestro.submissions import Accepted
 from maestro_flux.maestro.study_state import STUDIES
 from maestro_flux.model import jobids
 
@@ -104,23 +104,24 @@ def _adapter_submitter(ctx: Context, adapter: Any, tag: str) -> Submitter:
 
 def _pipelined_submitter(ctx: Context) -> Submitter:
     """What a conductor cycle does: submit each written step (sent, a placeholder id
-    back), then read every answer, as pipeline.Cycle does at the end of the cycle."""
+    back), then take every answer, as the study's submissions do at a round's end."""
     counter = iter(range(10**9))
 
     def run(n: int) -> tuple[float, list[str]]:
         prepared = _prepared(ctx, ctx.ours, "ours-pipelined", counter, n)
-        cycle = ctx.ours.study.cycle = Cycle()
+        submissions = ctx.ours.study.submissions
+        submissions.in_cycle = []
         try:
             started = time.perf_counter()
             records = [ctx.ours.submit(step, script, cwd) for step, script, cwd in prepared]
-            ids = [jobid for _, jobid in cycle.answers()]
+            outcomes = [submissions.answer(pending) for pending in submissions.in_cycle]
             seconds = time.perf_counter() - started
         finally:
-            ctx.ours.study.cycle = None
+            submissions.in_cycle = None
         if any(r.submission_code.name != "OK" for r in records) or any(
-                isinstance(jobid, Exception) for jobid in ids):
+                not isinstance(outcome, Accepted) for outcome in outcomes):
             raise RuntimeError("pipelined: a held step was not submitted")
-        return seconds, ids
+        return seconds, [outcome.jobid for outcome in outcomes]
 
     return run
 
@@ -133,7 +134,7 @@ def _raw_submitters(ctx: Context) -> dict[str, Submitter]:
     workspace = ctx.work / "raw"
     workspace.mkdir()
     _, script, _ = ctx.ours.write_script(str(workspace), step)
-    jobspec, _, _ = ctx.ours.build_jobspec(step, script, str(workspace))
+    jobspec, _, _ = ctx.ours.planner.jobspec(step, script, str(workspace))
 
     def sync(n: int) -> tuple[float, list[str]]:
         started = time.perf_counter()

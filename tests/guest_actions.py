@@ -68,6 +68,7 @@ def identity(cwd: str) -> dict:
     """A job stamped with a maestro-flux identity, read back and found by its token."""
     from maestro_flux.broker import identity as identities
     from maestro_flux.broker import jobspec as jobspecs
+    from maestro_flux.model.records import Identity
 
     flux = bindings.bindings()
     handle = bindings.connect(None)
@@ -75,10 +76,11 @@ def identity(cwd: str) -> dict:
     jobspec.cwd = cwd
     jobspec.environment = dict(os.environ)
     jobspec.setattr("system.job.name", "identity-step")
-    jobspecs.add_identity(jobspec, {"study": cwd, "step": "identity-step", "token": "t0k3n"})
+    jobspecs.add_identity(jobspec, Identity(cwd, "identity-step", "t0k3n", attempt=2))
     jobid = int(flux.job.submit(handle, jobspec))
     found = identities.find_tokens(handle, ["t0k3n"], ["identity-step"], time.time() - 600)
-    return {"identity": identities.identity_of(handle, jobid), "found": found == {"t0k3n": jobid}}
+    return {"identity": identities.identity_of(handle, jobid).as_data(),
+            "found": found == {"t0k3n": jobid}}
 
 
 def refusals(cwd: str) -> dict:

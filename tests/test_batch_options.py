@@ -94,7 +94,7 @@ def built(name: str, tmp_path) -> tuple[dict, str]:
     _, script, _ = adapter.write_script(str(tmp_path), step)
     text = open(script).read()
     assert "cannot be submitted" not in text, text
-    jobspec, _, _ = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, _, _ = adapter.planner.jobspec(step, script, str(tmp_path))
     return json.loads(jobspec.dumps()), script
 
 

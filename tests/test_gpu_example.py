@@ -34,7 +34,7 @@ def test_the_gpu_requests_reach_the_header_the_jobspec_and_the_launcher(flux_mod
     assert (header.nodes, header.nslots, header.cores_per_slot, header.gpus_per_slot,
             header.exclusive, header.queue, header.bank) == (2, 2, 2, 1, True, None, "guests")
     assert "flux run -N2 -n2 -c2 -g1 sh -c" in text
-    jobspec = json.loads(adapter.build_jobspec(step, script, str(tmp_path))[0].dumps())
+    jobspec = json.loads(adapter.planner.jobspec(step, script, str(tmp_path))[0].dumps())
     node = jobspec["resources"][0]
     assert (node["type"], node["count"], node.get("exclusive")) == ("node", 2, True)
     assert node["with"][0]["with"] == [{"type": "core", "count": 2}, {"type": "gpu", "count": 1}]

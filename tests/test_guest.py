@@ -15,6 +15,8 @@ import time
 
 from brokers import FLUXION_ANSWERS_GUESTS, NEWEST, RECORDINGS, ROOT, TESTS
 
+from maestro_flux.model import records
+
 #: Each priority name, and the urgency a guest's job gets: the documented table
 #: (docs/pages/reference.md), capped at 16 as the broker demands of guests.
 GUEST_URGENCY = {"held": 0, "minimal": 1, "low": 8, "medium": 16, "high": 16,
@@ -126,7 +128,8 @@ def test_a_guest_reads_back_the_identity_of_its_jobs(guest_side):
     guest finds it again by its token (job-list and job-info.lookup of its own jobs)."""
     workdir = str(guest_side.workdir("identity"))
     found = guest_side.action("identity", workdir)
-    assert found == {"identity": {"study": workdir, "step": "identity-step", "token": "t0k3n"},
+    assert found == {"identity": {"study": workdir, "step": "identity-step", "token": "t0k3n",
+                                  "attempt": 2, "v": records.VERSION},
                      "found": True}
 
 

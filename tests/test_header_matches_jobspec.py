@@ -54,7 +54,7 @@ def resources_from_header(script: str):
 def written(adapter, shape, tmp_path):
     step = make_step(name=shape, **SHAPES[shape])
     _, script, _ = adapter.write_script(str(tmp_path), step)
-    jobspec, urgency, _ = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, urgency, _ = adapter.planner.jobspec(step, script, str(tmp_path))
     return step, script, json.loads(jobspec.dumps()), urgency
 
 
@@ -144,7 +144,7 @@ def test_launcher_uses_the_effective_resources_of_every_layer(flux_mode, tmp_pat
     assert f"-n{opts.nslots}" in words and f"-c{opts.cores_per_slot}" in words
     assert (f"-g{opts.gpus_per_slot}" in words) == bool(opts.gpus_per_slot)
     assert (f"-N{opts.nodes}" in words) == bool(opts.nodes)
-    jobspec, _, _ = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, _, _ = adapter.planner.jobspec(step, script, str(tmp_path))
     assert json.loads(jobspec.dumps())["resources"] == resources_from_header(text)[0]
 
 

@@ -312,13 +312,26 @@ def test_broker_uri_and_deprecation_are_logged_once_per_process(caplog):
 
 
 def test_env_files_and_regex_patterns_follow_flux_rules(tmp_path):
+    from maestro_flux.maestro.planner import read_rule_file
+
     rules = tmp_path / "rules.env"
     rules.write_text("# a comment\n\nFROM_FILE=1\n-/^DROP_[0-9]+$/\n")
     env = job_environment([f"^{rules}"], deny=(),
-                          source={"DROP_1": "x", "DROP_X": "y", "KEEP": "z"})
+                          source={"DROP_1": "x", "DROP_X": "y", "KEEP": "z"},
+                          read_rules=read_rule_file)
     assert env == {"DROP_X": "y", "KEEP": "z", "FROM_FILE": "1"}
     with pytest.raises(StepError, match="env-file /no/such/file: No such file"):
-        job_environment(["^/no/such/file"], source={})
+        job_environment(["^/no/such/file"], source={}, read_rules=read_rule_file)
+
+
+def test_env_file_rules_are_read_by_the_callers_reader_and_nest_boundedly():
+    files = {"a": ["^b", "A=1"], "b": ["B=2"], "loop": ["^loop"]}
+    env = job_environment(["^a"], deny=(), source={}, read_rules=files.__getitem__)
+    assert env == {"A": "1", "B": "2"}
+    with pytest.raises(StepError, match="env-file loop: .*nested more than 8 deep"):
+        job_environment(["^loop"], source={}, read_rules=files.__getitem__)
+    with pytest.raises(StepError, match="env-file a: no reader"):
+        job_environment(["^a"], source={})
 
 
 def test_the_builtin_adapters_spellings_are_read():

@@ -1,4 +1,5 @@
-"""A conductor cycle sends its ready steps together (maestro_flux/maestro/pipeline.py),
+"""A conductor cycle sends its ready steps together (maestro_flux/maestro/pipeline.py,
+submissions.py),
 and records every job the broker accepted, even when Maestro raises mid-cycle.
 
 These drive Maestro's own ExecutionGraph, in process, through real cycles.
@@ -21,7 +22,8 @@ from maestrowf.datastructures.core.executiongraph import ExecutionGraph
 
 from maestro_flux.broker import listing
 from maestro_flux.broker.connection import Broker
-from maestro_flux.maestro import pipeline
+from maestro_flux.maestro import gate
+from maestro_flux.maestro.submissions import PLACEHOLDER
 from maestro_flux.maestro.study_state import STUDY_KEY
 from maestro_flux.model import jobids
 
@@ -30,7 +32,7 @@ from maestro_flux.model import jobids
 def broker_calls(flux_mode, monkeypatch):
     """What reached the broker: 'submit' (one at a time), 'async' (sent) and the
     ids the broker answered with."""
-    calls = {"submit": [], "async": [], "ids": []}
+    calls = {"submit": [], "async": [], "ids": [], "order": []}
     submit, submit_async, get_id = Broker.submit, Broker.submit_async, Broker.submit_get_id
 
     def counted_submit(self, *args, **kwargs):
@@ -39,11 +41,13 @@ def broker_calls(flux_mode, monkeypatch):
 
     def counted_async(self, *args, **kwargs):
         calls["async"].append(args)
+        calls["order"].append("sent")
         return submit_async(self, *args, **kwargs)
 
     def counted_id(self, future, *rest):
         jobid = get_id(self, future, *rest)
         calls["ids"].append(jobids.f58_encode(jobid))
+        calls["order"].append("answered")
         return jobid
 
     monkeypatch.setattr(Broker, "submit", counted_submit)
@@ -68,7 +72,7 @@ def test_a_cycle_sends_its_steps_together_and_records_real_ids(broker_calls, tmp
     graph = graph_of([make_step(name, cmd="sleep 3") for name in names], tmp_path)
     caplog.set_level(logging.INFO, logger="maestro_flux")
     assert graph.execute_ready_steps() == StudyStatus.RUNNING
-    assert getattr(ExecutionGraph, pipeline.MARK)
+    assert getattr(ExecutionGraph, gate.MARK)
     assert broker_calls["submit"] == []  # no step waited alone for its id
     assert len(broker_calls["async"]) == len(names)
     assert graph.in_progress == set(names)
@@ -133,7 +137,7 @@ def test_an_exception_mid_cycle_leaves_no_accepted_job_unrecorded(broker_calls, 
     recorded = {jobid for name in names for jobid in graph.values[name].jobid}
     assert recorded == set(accepted)  # every accepted job is on its step...
     assert graph.in_progress == set(written)  # ...and will be polled
-    assert not any(str(j).startswith(pipeline.PLACEHOLDER) for j in recorded)
+    assert not any(str(j).startswith(PLACEHOLDER) for j in recorded)
     listed = {jobids.f58_encode(int(e["id"]))
               for e in listing.list_jobs(graph_broker_handle(graph))}
     assert set(accepted) <= listed  # and the broker has them
@@ -148,12 +152,13 @@ def graph_broker_handle(graph: ExecutionGraph):
 
 
 def test_pipeline_can_be_switched_off(broker_calls, tmp_path, monkeypatch):
-    monkeypatch.setenv(pipeline.SWITCH, "0")
-    assert pipeline.why_off() == f"{pipeline.SWITCH}=0"
+    monkeypatch.setenv(gate.SWITCH, "0")
+    assert gate.why_off() == f"{gate.SWITCH}=0"
     names = ["a", "b"]
     graph = graph_of([make_step(name, cmd="true") for name in names], tmp_path)
     graph.execute_ready_steps()
-    assert len(broker_calls["submit"]) == 2 and broker_calls["async"] == []
+    # one at a time: each step's answer is taken before the next step is sent
+    assert broker_calls["order"] == ["sent", "answered", "sent", "answered"]
     assert STUDY_KEY not in graph._adapter
     assert run_to_end(graph) == StudyStatus.FINISHED
 
@@ -168,7 +173,7 @@ def test_an_untested_maestro_gets_one_submit_per_step_and_says_why():
             "FluxAdapter(type='flux'); FluxAdapter(type='flux')\n"
             "print('wrapped', hasattr(ExecutionGraph, '_maestro_flux_pipeline'))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k != pipeline.SWITCH})
+                          env={k: v for k, v in os.environ.items() if k != gate.SWITCH})
     assert "wrapped False" in done.stdout, done.stderr
     said = [line for line in done.stdout.splitlines() if "one step at a time" in line]
     assert len(said) == 1 and "maestrowf 9.9.9 is not a version it was tested with" in said[0]

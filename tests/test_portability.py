@@ -33,7 +33,7 @@ DROPPED = "queue 'pdebug' dropped from every step that asks for it"
 def submitted_jobspec(adapter, step, tmp_path) -> tuple[str, dict, str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     _, script, _ = adapter.write_script(str(tmp_path), step)
-    jobspec, _, _ = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, _, _ = adapter.planner.jobspec(step, script, str(tmp_path))
     return script, json.loads(jobspec.dumps()), open(script).read()
 
 

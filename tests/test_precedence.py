@@ -33,7 +33,7 @@ def submitted(tmp_path, batch: dict, run: dict | None = None, name: str = "train
     _, script, _ = adapter.write_script(str(tmp_path), step)
     text = open(script).read()
     assert "cannot be submitted" not in text, text
-    jobspec, urgency, _ = adapter.build_jobspec(step, script, str(tmp_path))
+    jobspec, urgency, _ = adapter.planner.jobspec(step, script, str(tmp_path))
     return read_header(text), json.loads(jobspec.dumps()), text
 
 

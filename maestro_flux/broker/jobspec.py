@@ -9,6 +9,7 @@ from typing import Any
 from maestro_flux.broker import apply_options
 from maestro_flux.broker.bindings import bindings, submodule
 from maestro_flux.model import option_table as flux_options
+from maestro_flux.model.records import IDENTITY_PATH, Identity
 from maestro_flux.model.request import JobRequest
 
 
@@ -121,14 +122,10 @@ def add_afterok(jobspec: Any, jobids: Iterable[str]) -> None:
         jobspec.setattr("system.dependencies", dependencies)
 
 
-#: Where a job says which study and step it belongs to (readable by its owner, guest
-#: or not, with job-info.lookup of its jobspec).
-IDENTITY = "user.maestro_flux"
-
-
-def add_identity(jobspec: Any, identity: dict[str, str]) -> None:
-    """Stamp the job with its study, step and submission token (model/journal.py)."""
-    jobspec.setattr(IDENTITY, identity)
+def add_identity(jobspec: Any, identity: Identity) -> None:
+    """Stamp the job with its study, step, submission token and attempt
+    (model/records.py), readable by its owner, guest or not, with job-info.lookup."""
+    jobspec.setattr(IDENTITY_PATH, identity.as_data())
 
 
 def jobspec_json(jobspec: Any) -> str:

@@ -21,7 +21,7 @@ from maestro_flux.broker import uri as uris
 from maestro_flux.broker.connection import Broker
 from maestro_flux.cli import runner
 from maestro_flux.cli.spec_check import check_spec
-from maestro_flux.maestro import pipeline
+from maestro_flux.maestro import gate
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.errors import MaestroFluxError, StepError
 from maestro_flux.model.queues import BrokerQueues, bank_policy, fit_queue, queue_policy
@@ -219,7 +219,7 @@ def doctor(spec: str | None = None, out: Callable[[str], None] = print) -> int:
     report = Report(out)
     options = _spec_options(spec, report)
     if options is not None:
-        on, text = pipeline.conductor_line(options)
+        on, text = gate.conductor_line(options)
         report.line("ok" if on else "warn", "conductor", text)
     flux_core = _flux_core(report)
     has_bindings = _bindings(report, flux_core)

@@ -103,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
                              "default: the study's own)")
     resume.add_argument("-r", "--rlimit", type=int, default=None,
                         help="restart limit of the steps (default: the study's own)")
+    resume.add_argument("--here-env", action="store_true",
+                        help="submit with this shell's environment, not the one the study "
+                             "was started with")
+    # The lock a background resume hands to the conductor it starts (conductor_lock.py).
+    resume.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
     resume.set_defaults(func=_resume)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)

@@ -20,9 +20,9 @@ import yaml
 from maestro_flux.broker import jobspec as jobspecs
 from maestro_flux.broker import queues as queue_lookup
 from maestro_flux.cli.spec_check import check_spec
-from maestro_flux.cli.study_spec import StagedStep, staged_steps
-from maestro_flux.maestro import pipeline
+from maestro_flux.maestro import gate
 from maestro_flux.maestro.adapter import FluxAdapter
+from maestro_flux.maestro.graph import StagedStep, staged_steps
 from maestro_flux.model.errors import BindingsMissing, MaestroFluxError
 from maestro_flux.model.precedence import choose
 from maestro_flux.model.queues import bank_policy, queue_policy
@@ -30,7 +30,7 @@ from maestro_flux.model.queues import bank_policy, queue_policy
 
 def _jobspec_text(adapter: FluxAdapter, staged: StagedStep, script: str, fmt: str,
                   full_env: bool) -> str:
-    jobspec, urgency, flags = adapter.build_jobspec(staged.step, script, staged.workspace)
+    jobspec, urgency, flags = adapter.planner.jobspec(staged.step, script, staged.workspace)
     document = json.loads(jobspecs.jobspec_json(jobspec))
     system = document["attributes"]["system"]
     if not full_env and "environment" in system:
@@ -105,6 +105,6 @@ def render_study(path: str, step: str | None = None, fmt: str = "yaml",
     with tempfile.TemporaryDirectory(prefix="maestro-flux-render-") as tmp:
         steps = _selected(staged_steps(spec, path, tmp), step)
         _broker_facts(adapter, out)
-        print(f"conductor: {pipeline.conductor_line(adapter.batch_options)[1]}", file=out)
+        print(f"conductor: {gate.conductor_line(adapter.batch_options)[1]}", file=out)
         results = [_one_step(adapter, s, fmt, full_env, out) for s in steps]
     return 0 if all(results) else 1

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
 
+from maestro_flux.maestro import graph as maestro_graph
 from maestro_flux.maestro import resume
-from maestro_flux.maestro.maestro_imports import import_maestro
+from maestro_flux.maestro.study_state import STUDIES
 
 
 def resume_study(args: argparse.Namespace) -> int:
@@ -17,20 +22,20 @@ def resume_study(args: argparse.Namespace) -> int:
         print(f"maestro-flux: {done}")
         return 0
     sleep = args.sleeptime or loaded.replay.options.get("sleep") or resume.DEFAULT_SLEEP
-    resume.refuse_if_alive(loaded.root, sleep)
+    folder = loaded.root / resume.journals.FOLDER
+    lock = (STUDIES.adopt_lock(folder, args.lock_fd) if args.lock_fd is not None
+            else resume.take_lock(loaded, sleep))
+    env = _environment(loaded, args)
+    broker = resume.check_broker(resume.adapter_of(loaded))
     if not args.fg:
-        pid = resume.background(args.directory, _forwarded(args, sleep))
+        pid = resume.background(args.directory, _forwarded(args, sleep), lock, env)
         print(f"maestro-flux: resuming {loaded.study.name} in the background (pid {pid}); "
               f"'maestro status {args.directory}' shows its progress")
         return 0
-    import_maestro("maestrowf.conductor").setup_logging(
-        loaded.study.name, str(loaded.root), 2, None, True)
-    plan, by_token = resume.plan_for(loaded)
-    resume.apply(loaded.graph, plan)
-    if args.throttle is not None:
-        loaded.graph.update_throttle(args.throttle)
-    if args.rlimit is not None:
-        loaded.graph.update_rlimit(args.rlimit)
+    maestro_graph.setup_logging(loaded.study, loaded.root)
+    plan, by_token = resume.plan_for(loaded, broker, _progress(len(loaded.replay.unanswered())))
+    resume.apply(loaded, plan, broker)
+    maestro_graph.set_limits(loaded.graph, args.throttle, args.rlimit)
     print(f"maestro-flux: resuming {loaded.study.name} from {loaded.whence}: "
           f"{plan.jobs_kept} job(s) in Flux kept ({by_token} found by their token), "
           f"{len(plan.ahead)} of them sent ahead; the steps not in Flux are submitted when "
@@ -40,8 +45,35 @@ def resume_study(args: argparse.Namespace) -> int:
     return status.value
 
 
+def _environment(loaded: resume.Loaded, args: argparse.Namespace) -> dict[str, str]:
+    """The environment to submit with: the study's own (saying once how this shell's
+    differs), unless --here-env."""
+    started = resume.started_environment(loaded.replay)
+    if started is None or args.here_env:
+        return dict(os.environ)
+    difference = resume.environment_difference(started, os.environ)
+    if difference and args.lock_fd is None:
+        print(f"maestro-flux: submitting with the environment {loaded.study.name} was started "
+              f"with; this shell's differs: {difference} (--here-env uses this one)",
+              flush=True)
+    resume.use_environment(started)
+    return started
+
+
+def _progress(open_count: int) -> Callable[[int, int, int], None]:
+    """A progress line, once the search for open submissions takes over a second."""
+    began = time.time()
+
+    def show(looked: int, candidates: int, found: int) -> None:
+        if time.time() - began > 1.0:
+            print(f"maestro-flux: looking in Flux for {open_count} submission(s) whose id was "
+                  f"not journaled: {looked} of {candidates} job(s) looked at, {found} found",
+                  file=sys.stderr, flush=True)
+    return show
+
+
 def _forwarded(args: argparse.Namespace, sleep: int) -> list[str]:
-    argv = [args.directory, "-s", str(sleep)]
+    argv = ["resume", args.directory, "-s", str(sleep), "--here-env"]
     for flag, value in (("-t", args.throttle), ("-r", args.rlimit)):
         if value is not None:
             argv += [flag, str(value)]

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from maestro_flux.maestro import template_files
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_context import resolve_template
-from maestro_flux.model import templates
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.errors import MaestroFluxError
 from maestro_flux.model.resources import step_options
@@ -159,7 +159,7 @@ def _check_templates(options: BatchOptions, path: str) -> None:
         if not file:
             continue
         try:
-            templates.load(resolve_template(file, root))
+            template_files.load(resolve_template(file, root))
         except MaestroFluxError as err:
             raise SpecError(f"{path}: {where}: {err}") from None
 

@@ -31,10 +31,10 @@ def register() -> type:
     from maestrowf.interfaces.script import fluxscriptadapter
 
     fluxscriptadapter.FluxScriptAdapter.key = BUILTIN_KEY
-    from maestro_flux.maestro import pipeline
+    from maestro_flux.maestro import gate
     from maestro_flux.maestro.adapter import FluxAdapter
 
-    pipeline.install_when_ready()
+    gate.install_when_ready()
     return FluxAdapter
 
 

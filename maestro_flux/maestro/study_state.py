@@ -3,8 +3,8 @@
 Maestro builds a new adapter two or three times per conductor cycle from the
 batch block alone, so what must last (the broker connections and their timeouts,
 which broker each job went to, the step plans, the warnings already shown, the
-cycle's jobs in flight) lives in a :class:`StudyState`, found through the one
-registry :data:`STUDIES`.
+study's submissions and its conductor lock) lives in a :class:`StudyState`, found
+through the one registry :data:`STUDIES`.
 
 The key: the pipeline (pipeline.py) stamps each study's graph with an id of its
 own, which Maestro hands back in the batch block every time it builds an adapter,
@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from maestro_flux.broker.connection import Broker
 from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
-from maestro_flux.maestro.journal import for_workspace
+from maestro_flux.maestro.conductor_lock import ConductorLock
 from maestro_flux.maestro.study_context import StudyContext
-from maestro_flux.model.ahead import AheadJob
+from maestro_flux.maestro.submissions import Submissions
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
 from maestro_flux.model.retries import NodeFailures
@@ -50,19 +51,24 @@ class StudyState:
     spec_root: str | None = None
     #: What the study's output directory says, read once (study_context.py).
     context: StudyContext = field(default_factory=StudyContext)
-    #: The conductor cycle under way, if the pipeline opened one (pipeline.py).
-    cycle: Any = None
-    #: Step name -> its job sent ahead of Maestro, until Maestro adopts it (ahead.py).
-    ahead: dict[str, AheadJob] = field(default_factory=dict)
-    #: The study's journal (journal.py), opened at its first submission; False outside
-    #: a study directory (an adapter built by hand).
-    journal: Any = None
-    #: Whether this process has journaled its conductor for the study.
-    noted: bool = False
     #: Retries after node failures, per step, and the job id -> step map they need
     #: (model/retries.py; plain data, for a journal to keep).
     node_failures: NodeFailures = field(default_factory=NodeFailures)
+    #: Every job's life, from its request to its adoption or drop (submissions.py).
+    submissions: Submissions = field(init=False)
+    #: Whether this process has journaled its conductor for the study.
+    noted: bool = False
+    #: The study's conductor lock, once this process drives the study.
+    lock: ConductorLock | None = None
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.submissions = Submissions(self.notices, self.node_failures)
+
+    @property
+    def ahead(self) -> dict:
+        """Step name -> its job sent ahead of Maestro, until Maestro adopts it."""
+        return self.submissions.ahead
 
     def broker(self, uri: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Broker:
         """This study's Broker for ``uri`` (no connection is opened here)."""
@@ -71,12 +77,6 @@ class StudyState:
             broker = self._brokers[uri] = Broker(uri, timeout, notices=self.notices)
         broker.timeout = timeout  # the study's own connect_timeout, read with its block
         return broker
-
-    def journal_for(self, workspace: str | None) -> Any:
-        """The study's journal, found from a step's workspace (None outside a study)."""
-        if self.journal is None:
-            self.journal = for_workspace(workspace) or False
-        return self.journal or None
 
     def moved_from(self, jobid: int, uri: str | None) -> str | None:
         """The other broker this study submitted ``jobid`` to, if not ``uri``'s."""
@@ -103,6 +103,9 @@ class StudyRegistry:
         self._lock = threading.Lock()
         #: Messages about the process rather than a study (the pipeline's state).
         self.notices = Notices()
+        #: The conductor locks this process holds or tried, by the study's folder: a
+        #: process takes a study's lock once, whatever StudyState asks for it.
+        self._conductor_locks: dict[Path, ConductorLock] = {}
 
     def __len__(self) -> int:
         return len(self._studies)
@@ -112,6 +115,17 @@ class StudyRegistry:
         key = study_key(batch_block)
         with self._lock:
             return self._studies.get(key) or self._studies.put(key, StudyState(key))
+
+    def lock_for(self, folder: Path) -> ConductorLock:
+        """The study's conductor lock in this process (taken or not)."""
+        with self._lock:
+            return self._conductor_locks.setdefault(folder, ConductorLock(folder))
+
+    def adopt_lock(self, folder: Path, fd: int) -> ConductorLock:
+        """The study's lock, handed over by the process that started this one."""
+        with self._lock:
+            lock = self._conductor_locks[folder] = ConductorLock.adopt(folder, fd)
+            return lock
 
     def clear(self) -> None:
         """Forget every study (tests, and the benchmarks between their runs)."""

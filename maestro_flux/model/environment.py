@@ -7,6 +7,9 @@ that carry secrets or that would point the job at the wrong Flux instance.
 copies matching names from the conductor's environment (even denied ones),
 ``-PATTERN`` removes, ``^FILE`` reads more rules from FILE. ``-*`` first gives a
 pure allow-list. A pattern written ``/REGEX/`` is a regular expression.
+
+This module reads no file: ``^FILE`` rules are read by the ``read_rules`` callable
+the caller passes (the Maestro side reads the file, maestro/planner.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import fnmatch
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 from maestro_flux.model.errors import StepError
@@ -39,20 +42,35 @@ def _matching(pattern: str, names: Iterable[str]) -> list[str]:
     return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
 
 
-def _file_rules(path: str) -> list[str]:
-    try:
-        with open(os.path.expanduser(path)) as handle:
-            lines = [line.strip() for line in handle]
-    except OSError as err:
-        raise StepError(f"env-file {path}: {err.strerror or err}") from None
+RuleReader = Callable[[str], list[str]]
+
+
+def rule_lines(text: str) -> list[str]:
+    """The rules in an env file's text: one a line, blank lines and # comments left out."""
+    lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def _no_reader(path: str) -> list[str]:
+    raise StepError(f"env-file {path}: no reader for ^FILE rules was given")
+
+
+def expand(rules: Iterable[str], read_rules: RuleReader = _no_reader,
+           depth: int = 0) -> list[str]:
+    """The rules with each ``^FILE`` replaced by the rules ``read_rules(FILE)`` gives."""
+    found: list[str] = []
+    for rule in rules:
+        if not rule.startswith("^"):
+            found.append(rule)
+        elif depth >= 8:
+            raise StepError(f"env-file {rule[1:]}: ^FILE rules nested more than 8 deep")
+        else:
+            found += expand(read_rules(rule[1:]), read_rules, depth + 1)
+    return found
+
+
 def _apply_rule(rule: str, env: dict[str, str], source: Mapping[str, str]) -> None:
-    if rule.startswith("^"):
-        for inner in _file_rules(rule[1:]):
-            _apply_rule(inner, env, source)
-    elif rule.startswith("-"):
+    if rule.startswith("-"):
         for name in _matching(rule[1:], list(env)):
             del env[name]
     elif "=" in rule:
@@ -63,16 +81,19 @@ def _apply_rule(rule: str, env: dict[str, str], source: Mapping[str, str]) -> No
 
 
 def job_environment(rules: Iterable[str] = (), deny: Iterable[str] | None = None,
-                    source: Mapping[str, str] | None = None) -> dict[str, str]:
+                    source: Mapping[str, str] | None = None,
+                    read_rules: RuleReader = _no_reader) -> dict[str, str]:
     """The environment a job is submitted with.
 
     Args:
         rules: ``batch.env`` rules, applied in order after the deny-list.
         deny: patterns to leave out; None means DEFAULT_DENY.
         source: the conductor's environment (default ``os.environ``).
+        read_rules: the rules of a ``^FILE`` rule's file (StepError naming it).
     """
     items = tuple(sorted((os.environ if source is None else source).items()))
-    return dict(_filtered(tuple(rules), None if deny is None else tuple(deny), items))
+    flat = tuple(expand(rules, read_rules))
+    return dict(_filtered(flat, None if deny is None else tuple(deny), items))
 
 
 @lru_cache(maxsize=16)

@@ -1,120 +1,109 @@
-"""The study's journal: what maestro-flux sent to Flux, in the order it happened.
+"""The study's journal read back: what every submission became.
 
-One JSON object per line, appended, never rewritten, in the study's own directory
-(maestro/journal.py writes it). Each record names the schema version (``v``) and
-what happened (``event``):
-
-- ``intent``: a job is about to be submitted for ``step``; ``token`` is also in the
-  job's ``attributes.user.maestro_flux``, so a job the broker accepted whose id never
-  reached the journal (the conductor died in between) is found again;
-- ``submitted``: the broker accepted the job with ``token`` as ``jobid``;
-- ``adopted``: Maestro took a job sent ahead as the step's job;
-- ``dropped``: a job sent ahead is of no use any more (and was canceled);
-- ``conductor``: a conductor started on the study (its pid, host, sleep and throttle).
-
-``kind`` says who submitted the job: ``maestro`` (Maestro's submit) or ``ahead``
-(sent ahead, waiting on ``waits_on``). :func:`replay` reads the records back into
-what resume needs; this module does no I/O.
+The records and their schema are model/records.py's; :func:`replay` folds them,
+in order, into a :class:`Replay`: each submission by its token (its step, who sent
+it, its job id once known, whether it was closed, adopted or dropped), each step's
+restart count and attempt as last journaled, and the conductors that drove the
+study. This module does no I/O (maestro/journal.py reads and writes the file).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from maestro_flux.model.errors import MaestroFluxError
-
-VERSION = 1
-EVENTS = ("intent", "submitted", "adopted", "dropped", "conductor")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One line of the journal."""
-
-    event: str
-    step: str | None = None
-    token: str | None = None
-    jobid: str | None = None
-    kind: str | None = None  # "maestro" or "ahead"
-    waits_on: tuple[tuple[str, str | None], ...] | None = None
-    info: dict[str, Any] | None = None  # the conductor record's facts
-    time: float | None = None
-    v: int = VERSION
-
-    def line(self) -> str:
-        """The record as its journal line (no newline)."""
-        data = {k: v for k, v in asdict(self).items() if v is not None}
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def parse(line: str, where: str) -> Record | None:
-    """A Record from one line; None for a torn last line (the writer died mid-line).
-    A line of a newer schema raises, naming ``where``."""
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("event") not in EVENTS:
-        return None
-    if data.get("v", VERSION) > VERSION:
-        raise MaestroFluxError(f"{where}: written by a newer maestro-flux (journal version "
-                               f"{data['v']}, this one reads {VERSION})")
-    if data.get("waits_on") is not None:
-        data["waits_on"] = tuple(tuple(pair) for pair in data["waits_on"])
-    known = {name for name in Record.__dataclass_fields__}
-    return Record(**{k: v for k, v in data.items() if k in known})
+from maestro_flux.model.records import CLOSING, Record
 
 
 @dataclass
 class Sent:
-    """A job of a step, as the journal knows it."""
+    """A submission of a step, as the journal knows it."""
 
     step: str
     token: str
     kind: str
     jobid: str | None = None
+    name: str | None = None  # the job's name in Flux
     waits_on: tuple[tuple[str, str | None], ...] = ()
+    #: submitted, refused or abandoned: how the intent was closed (None: still open).
+    closed: str | None = None
     adopted: bool = False
     dropped: bool = False
+    attempt: int = 1
+    time: float | None = None  # when the intent was written
+
+    @property
+    def open(self) -> bool:
+        """True while nobody knows whether the broker has the job: resume searches it."""
+        return self.closed is None
 
 
 @dataclass
 class Replay:
-    """The journal read back: every job sent, in order, and the conductors started."""
+    """The journal read back."""
 
-    sent: dict[str, Sent] = field(default_factory=dict)  # by token
+    sent: dict[str, Sent] = field(default_factory=dict)  # by token, in order
+    #: Each conductor record's facts, with the time it was written (``time``).
     conductors: list[dict[str, Any]] = field(default_factory=list)
+    #: Step -> the most restarts any of its submissions was sent with.
+    restarts: dict[str, int] = field(default_factory=dict)
+    #: Step -> its current attempt (``maestro-flux retry`` starts a new one).
+    attempts: dict[str, int] = field(default_factory=dict)
 
     def of_step(self, step: str) -> list[Sent]:
         return [sent for sent in self.sent.values() if sent.step == step]
 
     def unanswered(self) -> list[Sent]:
-        """Jobs whose submission began but whose id the journal never got."""
-        return [sent for sent in self.sent.values() if sent.jobid is None]
+        """Submissions whose job id the journal does not have and that nothing closed:
+        the broker may have accepted them (a conductor died in between)."""
+        return [sent for sent in self.sent.values() if sent.open]
 
     @property
     def options(self) -> dict[str, Any]:
         """The conductor options the study was started with (the first conductor's)."""
         return dict(self.conductors[0]) if self.conductors else {}
 
+    @property
+    def started(self) -> float | None:
+        """When the study's first conductor (or first submission) was journaled."""
+        times = [c["time"] for c in self.conductors[:1] if c.get("time")]
+        times += [s.time for s in list(self.sent.values())[:1] if s.time]
+        return min(times) if times else None
+
+
+def _intent(state: Replay, entry: Record) -> None:
+    state.sent[entry.token or ""] = Sent(
+        entry.step or "", entry.token or "", entry.kind or "maestro", name=entry.name,
+        waits_on=entry.waits_on or (), attempt=entry.attempt or 1, time=entry.time)
+    if entry.restarts:
+        step = entry.step or ""
+        state.restarts[step] = max(state.restarts.get(step, 0), entry.restarts)
+
+
+def _close(state: Replay, entry: Record, by_jobid: dict[str, Sent]) -> None:
+    sent = state.sent.get(entry.token or "")
+    if sent is None:
+        return
+    sent.closed = entry.event
+    if entry.event == "submitted" and entry.jobid:
+        sent.jobid = entry.jobid
+        by_jobid[entry.jobid] = sent
+
 
 def replay(records: Iterable[Record]) -> Replay:
     """Fold the records, in order, into a Replay."""
     state = Replay()
     by_jobid: dict[str, Sent] = {}
-    for record in records:
-        if record.event == "conductor":
-            state.conductors.append(dict(record.info or {}))
-        elif record.event == "intent" and record.token:
-            state.sent[record.token] = Sent(record.step or "", record.token,
-                                            record.kind or "maestro",
-                                            waits_on=record.waits_on or ())
-        elif record.event == "submitted" and record.token in state.sent:
-            state.sent[record.token].jobid = record.jobid
-            by_jobid[record.jobid or ""] = state.sent[record.token]
-        elif record.event in ("adopted", "dropped") and record.jobid in by_jobid:
-            setattr(by_jobid[record.jobid], record.event, True)
+    for entry in records:
+        if entry.event == "conductor":
+            state.conductors.append({**(entry.info or {}), "time": entry.time})
+        elif entry.event == "intent" and entry.token:
+            _intent(state, entry)
+        elif entry.event in CLOSING:
+            _close(state, entry, by_jobid)
+        elif entry.event in ("adopted", "dropped") and entry.jobid in by_jobid:
+            setattr(by_jobid[entry.jobid], entry.event, True)
+        elif entry.event == "retry" and entry.step:
+            state.attempts[entry.step] = entry.attempt or 1
     return state

@@ -42,10 +42,15 @@ class JobRequest:
         return self.options.get(option, default)
 
 
+def default_job_name(step_name: str) -> str:
+    """A step's job name in Flux when no ``job-name`` option sets another."""
+    return step_name.replace(" ", "_").replace("/", "_")
+
+
 def job_request(resources: StepResources, step_name: str, workspace: str,
                 options: Mapping[str, Any], notes: tuple[str, ...] = ()) -> JobRequest:
     """Combine a step's resources with its other effective flux options."""
-    safe = step_name.replace(" ", "_").replace("/", "_")
+    safe = default_job_name(step_name)
     file_safe = re.sub(r"[^\w.+-]", "_", step_name)  # output names stay plain file names
     rest = {k: v for k, v in options.items()
             if k not in RESOURCE_OPTIONS and k not in ("job-name", "output", "error")}

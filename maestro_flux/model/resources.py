@@ -166,6 +166,18 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any],
     )
 
 
+def planned_resources(options: Mapping[str, Any], run: Mapping[str, Any],
+                      nested_default: bool | None) -> StepResources:
+    """The step's resource model, nested or direct by :func:`wants_nested`. The
+    options that configure an instance (``conf``, ``broker-opts``) need one: on a step
+    that runs as a plain job they are refused (StepError), never silently dropped."""
+    nested = wants_nested(run, options, nested_default)
+    if not nested and (options.get("conf") or options.get("broker-opts")):
+        raise StepError("conf and broker-opts configure a nested instance, but this step "
+                        "runs as a plain job: set 'nested: true'")
+    return step_resources(options, run, nested)
+
+
 def describe(res: StepResources) -> str:
     """What the step asks for, in words: ``2 nodes (exclusive), 4 slots of 1 core and
     1 GPU``."""

@@ -10,7 +10,9 @@ which of them each step keeps, so that no step is submitted twice:
   record lacks is added to the record, and the step is polled from then on;
 - a job sent ahead, neither adopted nor dropped, goes back to the study's jobs sent
   ahead, for Maestro to adopt when the step is ready;
-- a step that never reached Flux stays as it is and is submitted when it is ready.
+- a step that never reached Flux stays as it is and is submitted when it is ready;
+- a step restarted in a cycle after the last pickle gets its restart count back
+  from the journal, so that the restart limit (``-r``) holds across resumes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class StepRecord:
 
     state: str  # the name of its Maestro State
     jobids: tuple[str, ...] = ()
+    restarts: int = 0
 
 
 @dataclass
@@ -43,6 +46,8 @@ class ResumePlan:
     record: dict[str, list[str]] = field(default_factory=dict)
     #: step -> its job sent ahead, back in the study's state.
     ahead: dict[str, AheadJob] = field(default_factory=dict)
+    #: step -> its restart count, where the journal knows of more than the graph.
+    restarts: dict[str, int] = field(default_factory=dict)
     #: How many submissions never reached Flux (nothing to keep).
     never_sent: int = 0
 
@@ -55,7 +60,8 @@ def reconcile(steps: Mapping[str, StepRecord], replay: Replay,
               found: Mapping[str, str]) -> ResumePlan:
     """The plan for ``steps`` given the journal and the ids ``found`` in the broker for
     submissions the journal has no id for (token -> job id)."""
-    plan = ResumePlan()
+    plan = ResumePlan(restarts={name: count for name, count in replay.restarts.items()
+                                if name in steps and count > steps[name].restarts})
     for sent in replay.sent.values():
         jobid = sent.jobid or found.get(sent.token)
         step = steps.get(sent.step)

@@ -9,6 +9,7 @@ into the member, so this model imports nothing of Maestro's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: Flux state bit -> name, as flux.job.info spells them.
 STATE_NAMES = {1: "NEW", 2: "DEPEND", 4: "PRIORITY", 8: "SCHED", 16: "RUN",
@@ -106,3 +107,71 @@ def status_from_listing(entry: dict) -> JobStatus:
         exception_type=(entry.get("exception_type") or None) if occurred else None,
         exception_note=(entry.get("exception_note") or None) if occurred else None,
     )
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A line for the log, shown once per ``key`` (model/notices.py)."""
+
+    level: str  # a logging level name
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Polled:
+    """What Maestro is told of one job at a poll, and what the log says of it."""
+
+    state: str  # the name of a Maestro State
+    notice: Notice | None = None
+
+
+@dataclass(frozen=True)
+class PollFacts:
+    """What is known of one job id at a poll, besides its listing."""
+
+    jobid: str
+    broker: str  # the broker polled, in words
+    #: The other broker this study submitted the job to, if the study has left it.
+    moved_from: str | None = None
+    #: This process submitted the job and job-list may not have caught up yet.
+    awaiting: bool = False
+    #: The listing grace (seconds) if it ran out for this job; None: never submitted here.
+    grace_passed: float | None = None
+    #: The node-failure decision (model/retries.py) for a job a node failure ended.
+    node_failure: Any = None
+    #: What the job asked for, in words (an end's line says it for an alloc exception).
+    asks: str | None = None
+
+
+#: Maestro states whose end is worth a line in the log.
+TOLD_ENDS = frozenset(("FAILED", "TIMEDOUT", "CANCELLED"))
+
+
+def decide(status: JobStatus | None, facts: PollFacts) -> Polled:
+    """The Maestro state of a polled job (None: job-list does not list it)."""
+    jobid, broker = facts.jobid, facts.broker
+    if status is None:
+        if facts.moved_from:  # Maestro resubmits a HWFAILURE, on the study's new broker
+            return Polled("HWFAILURE", Notice(
+                "WARNING", f"moved:{jobid}", f"maestro-flux: job {jobid} was submitted to "
+                f"{facts.moved_from}, which the study has left for {broker}; step "
+                "resubmitted there"))
+        if facts.awaiting:
+            return Polled("PENDING")  # submitted by us; job-list has not caught up yet
+        why = ("purged, or submitted to another broker" if facts.grace_passed is None else
+               "job-list has not listed it within the grace period of "
+               f"{facts.grace_passed:g}s after its submission")
+        return Polled("UNKNOWN", Notice("WARNING", f"unknown:{jobid}",
+                                        f"maestro-flux: job {jobid} is unknown to {broker} "
+                                        f"({why}); step marked UNKNOWN"))
+    if facts.node_failure is not None:
+        decision = facts.node_failure
+        return Polled(decision.state, Notice(
+            "WARNING", f"node:{jobid}",
+            f"maestro-flux: step '{decision.step or '?'}', Flux job {jobid}: {decision.reason}"))
+    state = status.maestro_state
+    if status.state == "INACTIVE" and state in TOLD_ENDS:
+        return Polled(state, Notice("WARNING", f"end:{jobid}",
+                                    f"maestro-flux: job {jobid} ended: {status.reason(facts.asks)}"))
+    return Polled(state)

@@ -1,17 +1,17 @@
 """User templates of the step script: Jinja2, sandboxed, with StrictUndefined.
 
-A template is read once per file version (path and mtime), checked for syntax
-and for ``{{ maestro_command }}``, and rendered per step. Every problem is a
-TemplateError whose message names the file, and the line where Jinja2 knows it.
+A template's text is compiled (:func:`compile_source`), checked for syntax and for
+``{{ maestro_command }}``, and rendered per step (:func:`render`). Every problem is
+a TemplateError whose message names the file, and the line where Jinja2 knows it.
+This module reads no file and logs nothing: maestro/template_files.py reads the
+file (once per version of it) and logs the warnings compiling returns.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Mapping
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
@@ -20,7 +20,6 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from maestro_flux.model.errors import TemplateError
 
-LOGGER = logging.getLogger(__name__)
 COMMAND_VARIABLE = "maestro_command"
 
 #: Variables every template gets (documented in docs/pages/reference.md).
@@ -46,25 +45,30 @@ _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newl
                             autoescape=False)
 
 
-def _warn_no_colon(path: str, source: str) -> None:
-    # Called when a template is compiled, which _compiled's cache makes once per
-    # version of the file: the warning shows once, and again if the file changes.
+def no_colon_warnings(path: str, source: str) -> list[str]:
+    """A warning for each ``#flux -X`` line, which Flux treats as a comment."""
+    found = []
     for number, line in enumerate(source.splitlines(), 1):
         if _NO_COLON.match(line):
-            LOGGER.warning("maestro-flux: %s line %d: '%s' has no colon, so Flux treats it as a "
-                     "comment; write '#flux: %s'", path, number, line.strip(),
-                     line.strip().lstrip("#").strip()[4:].strip())
+            text = line.strip()
+            found.append(f"maestro-flux: {path} line {number}: '{text}' has no colon, so Flux "
+                         f"treats it as a comment; write '#flux: "
+                         f"{text.lstrip('#').strip()[4:].strip()}'")
+    return found
 
 
-@lru_cache(maxsize=64)
-def _compiled(path: str, mtime: float) -> jinja2.Template:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            source = handle.read()
-    except OSError as err:
-        raise TemplateError(f"template {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise TemplateError(f"template {path}: not UTF-8 text") from None
+@dataclass(frozen=True)
+class Compiled:
+    """A template compiled from its text, and what the user should be warned of."""
+
+    path: str
+    template: jinja2.Template
+    warnings: tuple[str, ...] = ()
+
+
+def compile_source(path: str, source: str) -> Compiled:
+    """Compile a template's text (``path`` names it in messages); TemplateError names
+    the file and line of a syntax error, or says the command variable is missing."""
     try:
         parsed = _ENV.parse(source)
         # Compiling also checks names that parsing leaves alone (filters, tests).
@@ -74,28 +78,18 @@ def _compiled(path: str, mtime: float) -> jinja2.Template:
     if COMMAND_VARIABLE not in meta.find_undeclared_variables(parsed):
         raise TemplateError(f"template {path} never uses {{{{ {COMMAND_VARIABLE} }}}}, so the "
                             "step command would not run; add it where the command belongs")
-    _warn_no_colon(path, source)
-    return template
+    return Compiled(path, template, tuple(no_colon_warnings(path, source)))
 
 
-def load(path: str) -> jinja2.Template:
-    """The compiled template at ``path`` (an absolute path), re-read when it changes."""
-    try:
-        mtime = os.stat(path).st_mtime
-    except OSError as err:
-        raise TemplateError(f"template {path}: {err.strerror or err}") from None
-    return _compiled(path, mtime)
-
-
-def render(path: str, context: Mapping[str, Any]) -> str:
-    """Render the template at ``path`` for one step.
+def render(compiled: Compiled, context: Mapping[str, Any]) -> str:
+    """Render a compiled template for one step.
 
     Raises:
         TemplateError: naming the file and the undefined variable or failing line.
     """
-    template = load(path)
+    path = compiled.path
     try:
-        return template.render(**context)
+        return compiled.template.render(**context)
     except jinja2.UndefinedError as err:
         raise TemplateError(f"template {path}: undefined variable ({err.message}); "
                             f"available: {', '.join(sorted(context))}") from None

@@ -105,7 +105,34 @@ def _constraint(term: dict):
                                                            for v in values)
     if op == "name":
         return lambda job: job.name in values
+    if op in TIMESTAMPS:
+        return _timestamp(op, values)
     raise RequestError(errno.EINVAL, f"unknown constraint operator: {op}")
+
+
+#: The timestamp operators of job-list's constraints (match.c), and the job's field.
+TIMESTAMPS = {"t_submit": "t_submit", "t_inactive": "t_inactive"}
+COMPARISONS = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__, "<": float.__lt__}
+
+
+def _timestamp(op: str, values: list):
+    """``{"t_submit": [">=1234.5"]}``: a job whose time compares so (one without that
+    time, an active job for t_inactive, never matches), with match.c's errors."""
+    if not values:
+        raise RequestError(errno.EINVAL, "timestamp value not specified")
+    if not isinstance(values[0], str):
+        raise RequestError(errno.EINVAL, f"{op} value must be a string")
+    for sign, compare in COMPARISONS.items():
+        if values[0].startswith(sign):
+            try:
+                limit = float(values[0][len(sign):])
+            except ValueError:
+                raise RequestError(errno.EINVAL,
+                                   f"invalid {op} value specified") from None
+            field = TIMESTAMPS[op]
+            return lambda job: (getattr(job, field) is not None
+                                and compare(float(getattr(job, field)), limit))
+    raise RequestError(errno.EINVAL, "timestamp comparison operator not specified")
 
 
 def _count(resources: list, kind: str = "core") -> int:
