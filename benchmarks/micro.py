@@ -21,8 +21,8 @@ from benchmarks import counting
 from benchmarks.report import Row
 from maestro_flux.broker import bindings
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.submissions import Accepted
 from maestro_flux.maestro.study_state import STUDIES
+from maestro_flux.maestro.submissions import Accepted
 from maestro_flux.model import jobids
 
 PIPELINED = "maestro-flux, a cycle's steps sent together (submit_async, then get_id)"

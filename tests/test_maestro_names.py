@@ -37,7 +37,8 @@ def _class_of(node: ast.expr) -> str | None:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         return HELPERS.get(node.func.id)
     if (isinstance(node, ast.Attribute) and node.attr == "State"
-            and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "_enums"):
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", "") == "_enums"):
         return "State"
     return None
 

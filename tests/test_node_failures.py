@@ -174,7 +174,7 @@ def test_the_bound_holds_across_a_resume(flux_mode, tmp_path, caplog):
             raise_node_failure(flux_mode.uri, graph.values["a"].jobid[0])
         time.sleep(0.2)
     STUDIES.clear()  # the conductor died: what it kept in memory is gone
-    resume.apply(graph, ResumePlan())
+    resume.apply(graph, ResumePlan(), FluxAdapter(**graph._adapter).broker())
     assert STUDIES.for_block(graph._adapter).node_failures.retries == {"a": 1}
     while attempts(graph, "a") < 2 and time.time() < end:
         graph.execute_ready_steps()

@@ -22,8 +22,8 @@ from brokers import TESTS
 from test_studies_end_to_end import BIN, maestro, state_of, statuses, study_env
 
 from maestro_flux.broker import bindings, listing
+from maestro_flux.maestro import gate
 from maestro_flux.maestro import journal as journals
-from maestro_flux.maestro import pipeline
 from maestro_flux.maestro import resume as maestro_resume
 from maestro_flux.model import jobids
 from maestro_flux.model.errors import MaestroFluxError
@@ -101,13 +101,13 @@ def test_a_study_whose_conductor_is_killed_while_jobs_run_finishes_after_resume(
 
 KILL_MID_CYCLE = """
 import os, signal, sys
-from maestro_flux.maestro import pipeline
-cut = pipeline.Cycle.record
-def killed(self, graph, journal=None):
-    if any(sent.step_name == "gather" or sent.step_name.startswith("sweep") for sent in self.sent):
+from maestro_flux.maestro.submissions import Submissions
+cut = Submissions.close_cycle
+def killed(self, graph):
+    if any(p.step == "gather" or p.step.startswith("sweep") for p in self.in_cycle or ()):
         os.kill(os.getpid(), signal.SIGKILL)  # the broker has the jobs; nothing recorded
-    return cut(self, graph, journal)
-pipeline.Cycle.record = killed
+    return cut(self, graph)
+Submissions.close_cycle = killed
 sys.argv = ["maestro", *sys.argv[1:]]
 from maestrowf.maestro import main
 sys.exit(main())
@@ -213,7 +213,7 @@ def test_maestro_cancel_works_on_a_resumed_study(flux_mode, tmp_path):
 
 def test_resume_refuses_a_maestro_outside_the_tested_versions(monkeypatch, tmp_path):
     (tmp_path / "batch.info").write_text("type: flux\n")
-    monkeypatch.setattr(pipeline, "why_off", lambda: "maestrowf 9.9.9 is not a version "
+    monkeypatch.setattr(gate, "why_off", lambda: "maestrowf 9.9.9 is not a version "
                                                      "it was tested with (1.2.0, 1.2.1)")
     with pytest.raises(MaestroFluxError, match=r"cannot resume .*: the cycle pipeline is off "
                                                r"\(maestrowf 9.9.9 is not a version"):

@@ -167,17 +167,10 @@ class Broker:
                             self.label)
         return self._guest
 
-    def submit(self, jobspec: Any, urgency: int, flags: Iterable[str] = (),
-               asks: str | None = None) -> int:
-        """Submit a jobspec and wait for its integer job id."""
-        future = self.call(lambda h: submit.submit_async(h, jobspec, urgency, flags))
-        return self.submit_get_id(future, asks)
-
     def submit_async(self, jobspec: Any, urgency: int, flags: Iterable[str] = ()) -> Any:
-        """Send a submit request without waiting for the id (see maestro/pipeline.py).
-
-        Not retried on a lost connection: the answer is read by ``submit_get_id``.
-        """
+        """Send a submit request without waiting for the id (maestro/submissions.py
+        takes the answer). Not retried on a lost connection: a lost answer is looked
+        for by the job's token instead."""
         return submit.submit_async(self.handle(), jobspec, urgency, flags)
 
     def submit_get_id(self, future: Any, asks: str | None = None) -> int:

@@ -34,7 +34,7 @@ def resume_study(args: argparse.Namespace) -> int:
         return 0
     maestro_graph.setup_logging(loaded.study, loaded.root)
     plan, by_token = resume.plan_for(loaded, broker, _progress(len(loaded.replay.unanswered())))
-    resume.apply(loaded, plan, broker)
+    resume.apply(loaded.graph, plan, broker, loaded.replay.attempts)
     maestro_graph.set_limits(loaded.graph, args.throttle, args.rlimit)
     print(f"maestro-flux: resuming {loaded.study.name} from {loaded.whence}: "
           f"{plan.jobs_kept} job(s) in Flux kept ({by_token} found by their token), "

@@ -31,7 +31,7 @@ from typing import Any
 from maestro_flux.maestro import ahead, journal
 from maestro_flux.maestro import graph as maestro_graph
 from maestro_flux.maestro.adapter import FluxAdapter
-from maestro_flux.maestro.conductor_lock import ConductorLock, Held
+from maestro_flux.maestro.conductor_lock import Held
 from maestro_flux.maestro.study_state import STUDIES, StudyState
 
 LOGGER = logging.getLogger(__name__)

@@ -250,10 +250,11 @@ def plan_for(loaded: Loaded, broker: Broker,
     return reconcile(steps, replay, found), len(found)
 
 
-def apply(loaded: Loaded, plan: ResumePlan, broker: Broker) -> None:
-    """Put the plan into the graph and the study's state, and count again each step's
-    retries after node failures (its earlier jobs that Flux ended that way)."""
-    graph = loaded.graph
+def apply(graph: Any, plan: ResumePlan, broker: Broker,
+          attempts: Mapping[str, int] | None = None) -> None:
+    """Put the plan into the graph and the study's state (with each step's attempt, from
+    the journal), and count again each step's retries after node failures (its earlier
+    jobs that Flux ended that way)."""
     block = maestro_graph.batch_block(graph)
     block.setdefault(STUDY_KEY, uuid.uuid4().hex)
     state = STUDIES.for_block(block)
@@ -264,7 +265,7 @@ def apply(loaded: Loaded, plan: ResumePlan, broker: Broker) -> None:
     jobs = {name: maestro_graph.jobids(graph, name) for name in maestro_graph.names(graph)}
     known = [(jobid, name) for name, ids in jobs.items() for jobid in ids]
     known += [(job.jobid, name) for name, job in plan.ahead.items()]
-    state.submissions.restore(plan.ahead, loaded.replay.attempts, known)
+    state.submissions.restore(plan.ahead, attempts or {}, known)
     _restore_node_failures(jobs, state, broker)
 
 

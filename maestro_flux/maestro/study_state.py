@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from maestro_flux.broker.connection import Broker

@@ -255,7 +255,7 @@ class Submissions:
         for pending in sent:
             self.settle(pending, lambda outcome, p=pending: self._store(graph, p, outcome))
         if sent:
-            LOGGER.info("maestro-flux: %d step(s) sent together this round", len(sent))
+            LOGGER.info("maestro-flux: %d step(s) sent together this cycle", len(sent))
         return len(sent)
 
     def _store(self, graph: Any, pending: Pending, outcome: Outcome) -> None:
@@ -276,7 +276,7 @@ class Submissions:
 
     def resolve(self, graph: Any) -> None:
         """Look again for the jobs of submissions whose answer was lost."""
-        for step, pending in list(self.unresolved.items()):
+        for pending in list(self.unresolved.values()):
             outcome = self._search(pending, OSError(errno.ECONNRESET, "answer lost"))
             if not isinstance(outcome, Unresolved):
                 self.settle(pending, lambda found, p=pending: self._found(graph, p, found),

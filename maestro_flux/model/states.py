@@ -172,6 +172,7 @@ def decide(status: JobStatus | None, facts: PollFacts) -> Polled:
             f"maestro-flux: step '{decision.step or '?'}', Flux job {jobid}: {decision.reason}"))
     state = status.maestro_state
     if status.state == "INACTIVE" and state in TOLD_ENDS:
+        reason = status.reason(facts.asks)
         return Polled(state, Notice("WARNING", f"end:{jobid}",
-                                    f"maestro-flux: job {jobid} ended: {status.reason(facts.asks)}"))
+                                    f"maestro-flux: job {jobid} ended: {reason}"))
     return Polled(state)
