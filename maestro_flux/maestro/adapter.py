@@ -15,6 +15,7 @@ logged line and, for polling, a state.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from maestrowf.abstracts.enums import CancelCode, JobStatusCode, State, SubmissionCode
@@ -113,10 +114,12 @@ class FluxAdapter(SchedulerScriptAdapter):
     def _write_script(self, ws_path: str, step: Any) -> tuple[bool, str, str | None]:
         scripts = self.planner.scripts(step, ws_path)
         paths = self.planner.script_paths(step, ws_path, scripts, self.extension)
-        # A job sent ahead runs this script whenever Flux starts it: rewriting a shell
-        # script under a running shell corrupts it, so it is written once.
-        if step_name(step) not in self._study.ahead:
-            for infix, text in scripts.items():
+        # A job sent ahead runs its script whenever Flux starts it: rewriting a shell
+        # script under a running shell corrupts it, so that one is written once (under
+        # --usetmp Maestro asks for another copy in its temporary folder: written).
+        sent_ahead = step_name(step) in self._study.ahead
+        for infix, text in scripts.items():
+            if not (sent_ahead and os.path.exists(paths[infix])):
                 with open(paths[infix], "w") as handle:
                     handle.write(text)
         # Every step goes to Flux, even one with no nodes or procs.
