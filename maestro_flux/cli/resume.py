@@ -25,8 +25,12 @@ def resume_study(args: argparse.Namespace) -> int:
     folder = loaded.root / resume.journals.FOLDER
     lock = (STUDIES.adopt_lock(folder, args.lock_fd) if args.lock_fd is not None
             else resume.take_lock(loaded, sleep))
-    env = _environment(loaded, args)
+    env, difference = _environment(loaded, args)
     broker = resume.check_broker(resume.adapter_of(loaded))
+    if difference and args.lock_fd is None:
+        print(f"maestro-flux: submitting with the environment {loaded.study.name} was started "
+              f"with; this shell's differs: {difference} (--here-env uses this one)",
+              flush=True)
     if not args.fg:
         pid = resume.background(args.directory, _forwarded(args, sleep), lock, env)
         print(f"maestro-flux: resuming {loaded.study.name} in the background (pid {pid}); "
@@ -45,19 +49,16 @@ def resume_study(args: argparse.Namespace) -> int:
     return status.value
 
 
-def _environment(loaded: resume.Loaded, args: argparse.Namespace) -> dict[str, str]:
-    """The environment to submit with: the study's own (saying once how this shell's
-    differs), unless --here-env."""
+def _environment(loaded: resume.Loaded,
+                 args: argparse.Namespace) -> tuple[dict[str, str], str | None]:
+    """The environment to submit with (this process's from now on): the study's own,
+    and how this shell's differs, unless --here-env."""
     started = resume.started_environment(loaded.replay)
     if started is None or args.here_env:
-        return dict(os.environ)
+        return dict(os.environ), None
     difference = resume.environment_difference(started, os.environ)
-    if difference and args.lock_fd is None:
-        print(f"maestro-flux: submitting with the environment {loaded.study.name} was started "
-              f"with; this shell's differs: {difference} (--here-env uses this one)",
-              flush=True)
     resume.use_environment(started)
-    return started
+    return started, difference
 
 
 def _progress(open_count: int) -> Callable[[int, int, int], None]:

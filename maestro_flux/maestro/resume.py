@@ -189,12 +189,16 @@ def adapter_of(loaded: Loaded) -> FluxAdapter:
 def check_broker(adapter: FluxAdapter) -> Broker:
     """The study's broker, asked once; MaestroFluxError naming its URI if it is gone."""
     broker = adapter.broker()
+    quiet = logging.getLogger("maestro_flux.broker.connection")  # the outage is this line
+    before, quiet.disabled = quiet.disabled, True
     try:
         broker.is_guest()
     except (OSError, MaestroFluxError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise MaestroFluxError(f"cannot reach the study's broker {broker.label}: {reason}; "
                                "nothing was resumed") from None
+    finally:
+        quiet.disabled = before
     return broker
 
 
@@ -235,8 +239,9 @@ def plan_for(loaded: Loaded, broker: Broker,
              progress: Callable[[int, int, int], None] | None = None
              ) -> tuple[ResumePlan, int]:
     """The reconciliation, after looking in Flux for open submissions; returns the plan
-    and how many jobs were found by their token (journaled, so that a later resume
-    does not look for them again)."""
+    and how many jobs were found by their token. Each open submission is closed in the
+    journal (found: submitted; not found: abandoned), so that a later resume does not
+    look for it again."""
     graph, replay = loaded.graph, loaded.replay
     steps = {name: StepRecord(maestro_graph.state(graph, name),
                               tuple(maestro_graph.jobids(graph, name)),
@@ -244,9 +249,13 @@ def plan_for(loaded: Loaded, broker: Broker,
              for name in maestro_graph.names(graph)}
     found = find_in_flux(loaded, broker, progress)
     journal = journals.Journal(loaded.root)
-    for sent in replay.unanswered():
+    for sent in replay.unanswered():  # every open submission is closed, found or not
         if sent.token in found:
             journal.closed("submitted", sent.step, sent.token, jobid=found[sent.token])
+        else:
+            journal.closed("abandoned", sent.step, sent.token,
+                           reason="not in Flux when the study was resumed (the request "
+                                  "never reached the broker)")
     return reconcile(steps, replay, found), len(found)
 
 
