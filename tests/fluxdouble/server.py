@@ -135,6 +135,17 @@ def _timestamp(op: str, values: list):
     raise RequestError(errno.EINVAL, "timestamp comparison operator not specified")
 
 
+def _as_ingested(jobspec: dict) -> dict:
+    """The jobspec as job-ingest stores it: without its environment (job-ingest.c drops
+    attributes.system.environment "to reduce its bulk", 0.61 to 0.88)."""
+    system = jobspec.get("attributes", {}).get("system", {})
+    if "environment" not in system:
+        return jobspec
+    stored = {**jobspec, "attributes": {**jobspec["attributes"], "system": dict(system)}}
+    del stored["attributes"]["system"]["environment"]
+    return stored
+
+
 def _count(resources: list, kind: str = "core") -> int:
     """How many resources of ``kind`` (core, gpu, slot) a jobspec asks for in all."""
     total = 0
@@ -358,8 +369,8 @@ class Broker:
         for key in payload.get("keys", []):
             if key != "jobspec":
                 raise RequestError(errno.ENOENT, "No such file or directory")
-            answer[key] = (job.jobspec if payload.get("flags", 0) & 1
-                           else json.dumps(job.jobspec))
+            stored = _as_ingested(job.jobspec)
+            answer[key] = stored if payload.get("flags", 0) & 1 else json.dumps(stored)
         return answer
 
     def rpc_job_manager_raise(self, payload: dict, cred: dict) -> dict:
