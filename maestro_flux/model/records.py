@@ -101,6 +101,7 @@ def parse(line: str, where: str) -> Record | None:
     if not isinstance(data, dict) or data.get("event") not in EVENTS:
         return None
     _check_version(data, where, "a journal line")
+    data.setdefault("v", 1)  # the first schema wrote no version
     if data.get("waits_on") is not None:
         try:
             data["waits_on"] = tuple((str(p), None if j is None else str(j))

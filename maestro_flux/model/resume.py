@@ -48,7 +48,7 @@ class ResumePlan:
     ahead: dict[str, AheadJob] = field(default_factory=dict)
     #: step -> its restart count, where the journal knows of more than the graph.
     restarts: dict[str, int] = field(default_factory=dict)
-    #: How many submissions never reached Flux (nothing to keep).
+    #: How many open submissions were not found in Flux: they never reached it.
     never_sent: int = 0
 
     @property
@@ -66,7 +66,7 @@ def reconcile(steps: Mapping[str, StepRecord], replay: Replay,
         jobid = sent.jobid or found.get(sent.token)
         step = steps.get(sent.step)
         if jobid is None:
-            plan.never_sent += 1
+            plan.never_sent += sent.open  # not found: it never reached Flux
             continue
         if step is None or jobid in step.jobids or step.state not in TAKES_JOBS:
             continue
