@@ -3,7 +3,8 @@
     python tests/inject.py FAULT PROGRAM ARGS...
 
 installs FAULT (``MAESTRO_FLUX_INJECT_STEP`` names the steps it hits: a name, or a
-prefix ending in ``*``), then runs PROGRAM (``maestro`` or ``maestro-flux``) with
+prefix ending in ``*``; ``MAESTRO_FLUX_INJECT_NTH=N``: a kill hits at the Nth chance
+only), then runs PROGRAM (``maestro`` or ``maestro-flux``) with
 ARGS, in this process: Maestro's background conductor is a process of its own, so
 the faults that must reach it are given with ``-fg``.
 
@@ -28,6 +29,8 @@ import signal
 import sys
 
 STEP_ENV = "MAESTRO_FLUX_INJECT_STEP"
+NTH_ENV = "MAESTRO_FLUX_INJECT_NTH"
+_chances = [0]
 
 
 def hits(step: str) -> bool:
@@ -35,7 +38,9 @@ def hits(step: str) -> bool:
 
 
 def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    _chances[0] += 1
+    if _chances[0] >= int(os.environ.get(NTH_ENV, "1")):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _FullDisk:

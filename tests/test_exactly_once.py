@@ -193,3 +193,41 @@ def test_a_resumed_study_submits_with_the_environment_it_was_started_with(flux_m
     intents = [s for s in journals.read(outdir).sent.values() if s.step == "last"]
     assert len(intents) == 1 and intents[0].jobid  # submitted once, by the resumed conductor
     assert (outdir / "last" / "seen").read_text() == "mark=started new=unset\n"
+
+
+RESTARTED = """description: {name: restarted, description: a step restarted after a timeout}
+batch: {type: flux}
+study:
+  - name: slow
+    description: Times out; its restart times out too (a second one would finish).
+    run:
+      cmd: |
+        echo slow >> ran
+        sleep 30
+      restart: |
+        echo slow.restart >> ran
+        if [ ! -f restarted ]; then touch restarted; sleep 30; fi
+      walltime: "00:00:02"
+"""
+
+
+def test_the_restart_limit_holds_across_a_resume(flux_mode, tmp_path):
+    """The conductor restarts 'slow' after its timeout and is killed before the cycle's
+    pickle: the resumed one knows the restart from the journal, so under -r 1 the
+    restart's own timeout fails the step, as in an undisturbed run, instead of
+    restarting it a second time."""
+    spec = tmp_path / "restarted.yaml"
+    spec.write_text(RESTARTED)
+    env = study_env(flux_mode, MAESTRO_FLUX_INJECT_NTH="2")  # the restart's submission
+    outdir = tmp_path / "study"
+    done = injected("kill:journaled", "maestro", ["run", "-fg", "-y", "-s", "1", "-r", "1",
+                                                  "-o", str(outdir), str(spec)], env, tmp_path,
+                    "slow")
+    assert done.returncode == -9, done.stdout[-2000:] + done.stderr[-2000:]
+    replay = journals.read(outdir)
+    assert len(replay.sent) == 2 and replay.restarts == {"slow": 1}
+    resumed = resume_fg(outdir, study_env(flux_mode))
+    assert resumed.returncode == 2, resumed.stdout[-2000:] + resumed.stderr[-2000:]  # FAILURE
+    assert statuses(outdir) == {"slow": "FAILED"}
+    ran = (outdir / "slow" / "ran").read_text().split()
+    assert ran == ["slow", "slow.restart"]
