@@ -45,12 +45,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--submit-jobs", type=int, default=300, help="jobs per submit path")
     add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
-    add("--only", choices=["micro", "studies", "critical-path", "faults"], default=None,
-        help="critical-path and faults (minutes each) run only when asked for")
+    add("--only", choices=["micro", "studies", "critical-path", "faults", "ready-queue",
+                           "resume"], default=None,
+        help="critical-path, faults, ready-queue and resume run only when asked for")
     add("--fault-sizes", type=_sizes, default=[6, 996],
         help="sweep sizes of the fault studies (each has 4 more steps)")
     add("--kills", type=int, default=10, help="conductor SIGKILLs per fault study")
     add("--seed", type=int, default=None, help="random seed of the kill times")
+    add("--fault-kinds", default="plain,hashws,restart,failing",
+        help="fault studies: plain, hashws (maestro run --hashws), restart (a step that "
+             "times out and is restarted), failing (a failing branch)")
+    add("--queue-sizes", type=_sizes, default=[1000, 10000], help="ready steps, ready-queue")
+    add("--resume-steps", type=int, default=10000, help="the killed study's steps, resume")
+    add("--resume-earlier", type=int, default=20000,
+        help="earlier jobs of the same spec held in the instance, resume")
+    add("--resume-kill-at", type=int, default=5000,
+        help="the conductor is killed at this answer of its first cycle, resume")
+    add("--ssh", action="store_true",
+        help="faults and resume also over ssh:// (a throw-away sshd on loopback)")
     add("--sleeps", type=_sizes, default=[15, 60], help="conductor sleeps, critical-path")
     add("--level-seconds", type=float, default=2.0, help="each chain level's sleep")
     add("--funnel-leaves", type=int, default=1000, help="the funnel's leaves")

@@ -12,7 +12,9 @@ from pathlib import Path
 from benchmarks import micro
 from benchmarks.critical_path import critical_path_rows
 from benchmarks.faults import fault_rows
+from benchmarks.ready_queue import ready_queue_rows
 from benchmarks.report import Row
+from benchmarks.resume import resume_rows
 from benchmarks.studies import study_rows
 
 
@@ -20,7 +22,14 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     rows: list[Row] = []
     if args.only == "faults":
         print("faults ...", file=sys.stderr, flush=True)
-        return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed)
+        return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed,
+                          args.fault_kinds.split(","), args.ssh)
+    if args.only == "ready-queue":
+        return ready_queue_rows(args.queue_sizes)
+    if args.only == "resume":
+        print("resume of a study killed in its first cycle ...", file=sys.stderr, flush=True)
+        return resume_rows(work / "resume", args.resume_steps, args.resume_earlier,
+                           args.resume_kill_at, args.ssh)
     if args.only == "critical-path":
         print("critical paths ...", file=sys.stderr, flush=True)
         return critical_path_rows(work / "critical-path", real, args.sleeps,

@@ -76,17 +76,38 @@ def test_critical_path_harness_produces_every_figure_on_the_double(tmp_path):
 
 
 def test_fault_harness_kills_resumes_and_counts_on_the_double(tmp_path):
-    """A small study SIGKILLed and resumed: the harness reports no step run twice or
-    lost (the claim the real run measures at scale)."""
+    """Small studies SIGKILLed and resumed, with --hashws and with a failing branch: the
+    harness reports no step run twice or lost (the claim the real run measures at scale)."""
     out = tmp_path / "faults.json"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--mode", "double", "--only", "faults",
-         "--fault-sizes", "2", "--kills", "2", "--seed", "7", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+         "--fault-sizes", "2", "--kills", "2", "--seed", "7", "--fault-kinds",
+         "hashws,failing", "--json", str(out)],
+        cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {row["path"]: row for row in json.loads(out.read_text())["rows"]}
-    assert rows["steps run twice"]["value"] == 0
-    assert rows["steps lost"]["value"] == 0
-    assert "SIGKILLed" in rows["steps lost"]["figure"]
+    rows = json.loads(out.read_text())["rows"]
+    figures = {row["figure"] for row in rows}
+    assert len(figures) == 2 and all("SIGKILLed" in f for f in figures)
+    assert any("hashws" in f for f in figures) and any("failing" in f for f in figures)
+    for path in ("steps run twice", "steps lost"):
+        assert [row["value"] for row in rows if row["path"] == path] == [0, 0]
+
+
+def bench_env() -> dict:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("FLUX_URI", "MAESTRO_FLUX_BINDINGS", "MAESTRO_FLUX_BENCH_INSIDE")}
+
+
+def test_ready_queue_and_resume_figures_are_taken_on_the_double(tmp_path):
+    for only, extra in (("ready-queue", ["--queue-sizes", "200"]),
+                        ("resume", ["--resume-steps", "40", "--resume-earlier", "80",
+                                    "--resume-kill-at", "20"])):
+        out = tmp_path / f"{only}.json"
+        done = subprocess.run([sys.executable, "-m", "benchmarks", "--mode", "double",
+                               "--only", only, *extra, "--json", str(out)], cwd=ROOT,
+                              env=bench_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows = json.loads(out.read_text())["rows"]
+        assert rows and all(row["value"] is not None and row["value"] > 0 for row in rows)
+        if only == "resume":
+            assert "found by their token" in rows[0]["note"]

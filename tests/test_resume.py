@@ -136,8 +136,14 @@ def test_a_conductor_killed_while_a_cycle_submits_loses_no_job(flux_mode, tmp_pa
     resumed = resume(outdir, env, "-fg")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"({accepted} found by their token)" in resumed.stdout
-    # what was found is journaled, never searched again; what never arrived stays so
-    assert len(journals.read(outdir).unanswered()) == len(before) - accepted
+    # every open submission is closed: what was found as submitted (never searched
+    # again), what never arrived as abandoned
+    after = journals.read(outdir)
+    closed = [after.sent[sent.token] for sent in before]
+    assert sorted(s.closed for s in closed) == sorted(
+        ["submitted"] * accepted + ["abandoned"] * (len(before) - accepted))
+    assert all(s.jobid for s in closed if s.closed == "submitted")
+    assert after.unanswered() == []
     assert_ran_once(outdir)
 
 

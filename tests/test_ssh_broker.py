@@ -6,69 +6,23 @@ Skipped, visibly, where sshd is not installed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import time
 
 import pytest
 from brokers import ROOT
+from loopback_sshd import NoSshd, start_sshd
 from test_studies_end_to_end import maestro, statuses, study_env, with_uri
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-SSH = shutil.which("ssh") or "/usr/bin/ssh"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            pytest.skip(f"sshd exited at start: {proc.stderr.read().strip()[-300:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"sshd did not listen on 127.0.0.1:{port}")
 
 
 @pytest.fixture
 def sshd(tmp_path):
     """(port, FLUX_SSH program, sshd process) for an sshd that accepts our throw-away key."""
-    if not (os.path.exists(SSHD) and os.path.exists(SSH)):
-        pytest.skip("sshd or ssh is not installed (openssh-server, openssh-client)")
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    for name in ("host", "client"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
-                       check=True)
-    shutil.copy(keys / "client.pub", keys / "authorized_keys")
-    port = _free_port()
-    config = keys / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys}/host\n"
-                      f"AuthorizedKeysFile {keys}/authorized_keys\nPasswordAuthentication no\n"
-                      "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-                      f"StrictModes no\nUsePAM no\nPidFile {keys}/sshd.pid\n")
-    if os.getuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    _wait_for_port(port, proc)
-    client = tmp_path / "bin" / "ssh"  # named ssh, so maestro-flux adds its options too
-    client.parent.mkdir()
-    client.write_text(f"#!/bin/sh\nexec {SSH} -i {keys}/client -o StrictHostKeyChecking=no "
-                      "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \"$@\"\n")
-    client.chmod(0o755)
-    yield port, str(client), proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    try:
+        server = start_sshd(tmp_path)
+    except NoSshd as why:
+        pytest.skip(str(why))
+    yield server.port, server.client, server.process
+    server.stop()
 
 
 def test_a_study_from_outside_the_instance_through_ssh(flux_mode, sshd, tmp_path):

@@ -57,6 +57,16 @@ def read_holder(folder: Path) -> Holder | None:
         return None
 
 
+def _holder_soon(folder: Path, wait: float = 1.0) -> Holder | None:
+    """The holder, given a moment to write itself down (it locks, then writes)."""
+    end = time.time() + wait
+    while True:
+        holder = read_holder(folder)
+        if holder is not None or time.time() >= end:
+            return holder
+        time.sleep(0.02)
+
+
 class ConductorLock:
     """The study's lock, held by this process once :meth:`acquire` returned."""
 
@@ -81,7 +91,7 @@ class ConductorLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = read_holder(self.folder)
+            holder = _holder_soon(self.folder)
             who = holder.describe() if holder else "another process holds its lock"
             raise Held(f"{self.folder.parent.parent}: its conductor is still running "
                        f"({who}); 'maestro cancel' stops it") from None
@@ -99,9 +109,9 @@ class ConductorLock:
         if self._fd is None:
             return
         text = json.dumps({"pid": pid, "host": socket.gethostname(), "since": time.time(),
-                           "command": command})
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, text.encode(), 0)
+                           "command": command}).encode()
+        os.pwrite(self._fd, text, 0)  # then cut: a reader never finds the file empty
+        os.ftruncate(self._fd, len(text))
 
     def inheritable(self) -> int:
         """The lock's file descriptor, to pass to a child that takes the lock over."""
