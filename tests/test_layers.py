@@ -118,3 +118,35 @@ def test_the_maestro_wrapper_is_called_with_maestro_modules_only():
         named += [_module_named(n, constants) for n in ast.walk(tree)
                   if isinstance(n, ast.Call) and _called(n) == "import_maestro"]
     assert named and all(name and name.startswith("maestrowf.") for name in named), named
+
+
+#: The longest a function of the package may be, and Maestro's face (the adapter).
+MAX_FUNCTION_LINES = 40
+MAX_ADAPTER_LINES = 250
+
+
+def long_functions(source: str, where: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    tree = ast.parse(source)
+    return [f"{where}:{node.lineno}: {node.name} has {node.end_lineno - node.lineno + 1} lines"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > limit]
+
+
+def test_no_function_of_the_package_is_over_forty_lines():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += long_functions(path.read_text(encoding="utf-8"),
+                                path.relative_to(PACKAGE).as_posix())
+    assert found == [], "\n".join(found)
+
+
+def test_the_function_length_scan_counts_whole_definitions():
+    body = "\n".join(f"    x{n} = {n}" for n in range(40))
+    assert long_functions(f"def f():\n{body}\n", "m.py") == ["m.py:1: f has 41 lines"]
+    assert long_functions("def g():\n    return 1\n", "m.py") == []
+
+
+def test_the_adapter_stays_maestros_thin_face():
+    lines = (PACKAGE / "maestro" / "adapter.py").read_text().count("\n")
+    assert lines <= MAX_ADAPTER_LINES, f"maestro/adapter.py has {lines} lines"

@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import logging
 import sys
+from typing import Any
 
 from maestro_flux import __version__
 from maestro_flux.broker import bindings
@@ -59,12 +60,7 @@ def _resume(args: argparse.Namespace) -> int:
     return resume_study(args)
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="maestro-flux",
-                                  description="Flux Framework adapter for Maestro.",
-                                  formatter_class=argparse.RawTextHelpFormatter)
-    top.add_argument("--version", action="version", version=version_text())
-    sub = top.add_subparsers(dest="command")
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a study on Flux, starting a private instance if "
                                      "no broker is reachable")
     run.add_argument("spec", help="Maestro study specification (YAML)")
@@ -78,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("maestro_args", nargs=argparse.REMAINDER,
                      help="further 'maestro run' options (after --)")
     run.set_defaults(func=_run)
+
+
+def _add_render_and_doctor(sub: Any) -> None:
     render = sub.add_parser("render", help="print each step's script and jobspec; "
                                            "needs no broker")
     render.add_argument("spec", help="Maestro study specification (YAML)")
@@ -91,28 +90,53 @@ def parser() -> argparse.ArgumentParser:
                                         "URI, connection, instance, queue and bank")
     doc.add_argument("spec", nargs="?", help="study specification whose batch block to check")
     doc.set_defaults(func=_doctor)
+
+
+def _conductor_options(command: Any, doing: str) -> None:
+    """-fg, -s, -t and -r, as maestro run has them, defaulting to the study's own."""
+    command.add_argument("directory", help="the study's output directory")
+    command.add_argument("-fg", action="store_true",
+                         help=f"{doing} in the foreground (default: background)")
+    command.add_argument("-s", "--sleeptime", type=int, default=None,
+                         help="seconds between conductor cycles (default: the study's own)")
+    command.add_argument("-t", "--throttle", type=int, default=None,
+                         help="at most this many of the study's jobs in Flux (0: no limit; "
+                              "default: the study's own)")
+    command.add_argument("-r", "--rlimit", type=int, default=None,
+                         help="restart limit of the steps (default: the study's own)")
+    command.add_argument("--here-env", action="store_true",
+                         help="submit with this shell's environment, not the one the study "
+                              "was started with")
+    # The lock a background command hands to the conductor it starts (conductor_lock.py).
+    command.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _add_resume(sub: Any) -> None:
     resume = sub.add_parser("resume", help="take up a study whose conductor died: every "
                                            "job in Flux kept, every step run once")
-    resume.add_argument("directory", help="the study's output directory")
-    resume.add_argument("-fg", action="store_true",
-                        help="run the conductor in the foreground (default: background)")
-    resume.add_argument("-s", "--sleeptime", type=int, default=None,
-                        help="seconds between conductor cycles (default: the study's own)")
-    resume.add_argument("-t", "--throttle", type=int, default=None,
-                        help="at most this many of the study's jobs in Flux (0: no limit; "
-                             "default: the study's own)")
-    resume.add_argument("-r", "--rlimit", type=int, default=None,
-                        help="restart limit of the steps (default: the study's own)")
-    resume.add_argument("--here-env", action="store_true",
-                        help="submit with this shell's environment, not the one the study "
-                             "was started with")
-    # The lock a background resume hands to the conductor it starts (conductor_lock.py).
-    resume.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+    _conductor_options(resume, "run the conductor")
     resume.set_defaults(func=_resume)
+
+
+def _add_shim(sub: Any) -> None:
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")
     unshim.set_defaults(func=_remove_shim)
+
+
+#: Each command's arguments, in the order ``--help`` lists them.
+COMMANDS = (_add_run, _add_render_and_doctor, _add_resume, _add_shim)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="maestro-flux",
+                                  description="Flux Framework adapter for Maestro.",
+                                  formatter_class=argparse.RawTextHelpFormatter)
+    top.add_argument("--version", action="version", version=version_text())
+    sub = top.add_subparsers(dest="command")
+    for add in COMMANDS:
+        add(sub)
     return top
 
 
