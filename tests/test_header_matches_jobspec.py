@@ -20,7 +20,7 @@ from maestrowf.abstracts.enums import State
 from maestro_flux.broker import bindings, directives
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.model import option_table as flux_options
-from maestro_flux.model.resources import walltime_seconds
+from maestro_flux.model.step_keys import walltime_seconds
 
 pytestmark = pytest.mark.every_version
 SHAPES = {

@@ -12,8 +12,8 @@ from maestro_flux.model.environment import job_environment
 from maestro_flux.model.errors import BatchBlockError, StepError
 from maestro_flux.model.jobids import f58_encode, parse_jobid
 from maestro_flux.model.request import launcher_command
-from maestro_flux.model.resources import step_options, walltime_seconds, wants_nested
 from maestro_flux.model.resources import step_resources as model_of
+from maestro_flux.model.resources import wants_nested
 from maestro_flux.model.states import (
     ACTIVE_STATE_MAP,
     RESULT_MAP,
@@ -21,6 +21,7 @@ from maestro_flux.model.states import (
     JobStatus,
     status_from_listing,
 )
+from maestro_flux.model.step_keys import step_options, walltime_seconds
 from maestro_flux.model.urgency import clamp, urgency_of
 
 

@@ -27,7 +27,7 @@ from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.maestro.study_context import resolve_template
 from maestro_flux.model.batch_options import BatchOptions, parse_batch_block
 from maestro_flux.model.errors import MaestroFluxError
-from maestro_flux.model.resources import step_options
+from maestro_flux.model.step_keys import step_options
 
 #: The sections Maestro reads; the first three are needed.
 SECTIONS = ("description", "batch", "study", "env", "global.parameters")

@@ -29,13 +29,9 @@ from maestro_flux.model.environment import job_environment, rule_lines
 from maestro_flux.model.errors import BatchBlockError, MaestroFluxError, StepError
 from maestro_flux.model.precedence import StepChoice, choose, directive_options, effective_options
 from maestro_flux.model.request import JobRequest, job_request, launcher_command
-from maestro_flux.model.resources import (
-    describe,
-    planned_resources,
-    step_options,
-    step_resources,
-)
+from maestro_flux.model.resources import describe, planned_resources, step_resources
 from maestro_flux.model.script import interpreter, render_script
+from maestro_flux.model.step_keys import step_options
 
 #: The run-block key that hands a step's effective resources to get_parallelize_command
 #: through Maestro's _substitute_parallel_command.
@@ -50,6 +46,7 @@ class StepPlan:
     request: JobRequest
     cmd: str
     restart: str
+    asks: str  # what the step asks of Flux, in words
     template: tuple[str, str] | None = None  # (path, rendered text)
     restart_template: tuple[str, str] | None = None
 
@@ -97,7 +94,8 @@ class StepPlanner:
         restart = self._substitute(run["restart"], **launch) if run.get("restart") else ""
         request = job_request(res, name, workspace, fit.options,
                               (fit.note,) if fit.note else ())
-        return StepPlan(request, cmd, restart, self._render(path, step, workspace, choice, cmd),
+        return StepPlan(request, cmd, restart, describe(res),
+                        self._render(path, step, workspace, choice, cmd),
                         self._render(path, step, workspace, choice, restart) if restart
                         else None)
 
@@ -121,7 +119,7 @@ class StepPlanner:
     def asks(self, step: Any, cwd: str) -> str | None:
         """What the step asks of Flux, in words (None if it cannot be planned)."""
         try:
-            return describe(self.plan(step, cwd).request.resources)
+            return self.plan(step, cwd).asks
         except (MaestroFluxError, ValueError):
             return None
 

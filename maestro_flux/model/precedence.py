@@ -21,7 +21,7 @@ from typing import Any
 from maestro_flux.model import option_table as flux_options
 from maestro_flux.model.batch_options import BatchOptions, Profile
 from maestro_flux.model.errors import TemplateError
-from maestro_flux.model.resources import step_options
+from maestro_flux.model.step_keys import step_options
 
 
 @dataclass(frozen=True)

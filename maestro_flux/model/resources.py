@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maestro_flux.model import durations
 from maestro_flux.model.errors import StepError
-from maestro_flux.model.urgency import clamp, urgency_of
+from maestro_flux.model.step_keys import exclusive_parts, walltime_seconds
+from maestro_flux.model.urgency import clamp
 
 LAUNCHER_TOKEN = "$(LAUNCHER)"
 
@@ -40,36 +40,6 @@ class StepResources:
     launcher_exclusive: bool
 
 
-def _count(run: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
-    value = run.get(key, default)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise StepError(f"'{key}' must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise StepError(f"'{key}' must be at least {minimum}, not {number}")
-    return number
-
-
-def walltime_seconds(value: Any, key: str = "walltime") -> float:
-    """Seconds in a Maestro walltime (or another duration, named by ``key``); the
-    forms accepted are durations.seconds'. Raises StepError naming the key."""
-    try:
-        return durations.seconds(value, key)
-    except ValueError as err:
-        raise StepError(str(err)) from None
-
-
-def _exclusive(value: Any) -> tuple[bool, bool]:
-    if isinstance(value, Mapping):
-        return bool(value.get("allocation")), bool(value.get("launcher"))
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "1"), False
-    return bool(value), False
-
-
 def uses_launcher(run: Mapping[str, Any]) -> bool:
     """True if the step's command or restart command uses $(LAUNCHER)."""
     return any(LAUNCHER_TOKEN in (run.get(key) or "") for key in ("cmd", "restart"))
@@ -90,33 +60,6 @@ def wants_nested(run: Mapping[str, Any], options: Mapping[str, Any],
         return default
     return (uses_launcher(run) or (options.get("nodes") or 0) > 1
             or bool(options.get("conf") or options.get("broker-opts")))
-
-
-#: Maestro's step keys, spelled as the flux batch options they become.
-STEP_KEYS = {"nodes": "nodes", "procs": "nslots", "cores per task": "cores-per-slot",
-             "gpus": "gpus-per-slot"}
-
-
-def step_options(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The step's own Maestro keys as flux batch options: the top precedence layer.
-
-    Keys the step leaves empty are absent, so lower layers (profile, batch
-    block, template directives) decide them.
-    """
-    found: dict[str, Any] = {}
-    for key, option in STEP_KEYS.items():
-        number = _count(run, key, None, 0 if key == "gpus" else 1)
-        if number is not None:
-            found[option] = number
-    if run.get("walltime") not in (None, ""):
-        found["time-limit"] = f"{walltime_seconds(run['walltime']):g}s"
-    if run.get("priority") not in (None, ""):
-        found["urgency"] = urgency_of(run["priority"])
-    if run.get("exclusive") not in (None, ""):
-        found["exclusive"] = _exclusive(run["exclusive"])[0]
-    if run.get("waitable") in (True, "true", "True", "yes", 1):
-        found["flags"] = ["waitable"]  # the built-in adapter's step key
-    return found
 
 
 def _check(nested: bool, nodes: int | None, slots: int, exclusive: bool) -> None:
@@ -162,7 +105,7 @@ def step_resources(options: Mapping[str, Any], run: Mapping[str, Any],
         duration=walltime_seconds(options.get("time-limit"), "time-limit"),
         urgency=clamp(options.get("urgency")),
         tasks=slots, cores_per_task=cores, gpus_per_task=gpus,
-        launcher_exclusive=_exclusive(run.get("exclusive"))[1],
+        launcher_exclusive=exclusive_parts(run.get("exclusive"))[1],
     )
 
 
