@@ -17,11 +17,15 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_URI = "local:///run/flux/local"
+#: flux.constants.FLUX_RPC_STREAMING, FLUX_RPC_NORESPONSE
+FLUX_RPC_STREAMING, FLUX_RPC_NORESPONSE = 2, 1
 
 
 def __getattr__(name: str) -> Any:
@@ -53,21 +57,37 @@ def connect_socket(path: str) -> socket.socket:
 
 
 class Future:
-    """An RPC in flight: ``get()`` waits for it, ``then()`` runs a callback in reactor_run."""
+    """An RPC in flight: ``get()`` waits for it, ``then()`` runs a callback in reactor_run.
+
+    A streaming RPC (``FLUX_RPC_STREAMING``) gets one response after another: each
+    ``get()`` takes the next, ``wait_for(timeout)`` waits for one (TimeoutError, as
+    flux.Future's, when none comes), ``reset()`` readies the future for the next."""
 
     def __init__(self, handle: Flux, matchtag: int):
         self.handle = handle
         self.matchtag = matchtag
         self._callback: tuple[Callable, tuple] | None = None
+        self._current: dict | None = None  # the response get() returns until reset()
 
     def _reply(self) -> dict:
-        return self.handle._wait_for(self.matchtag)
+        if self._current is None:
+            self._current = self.handle._wait_for(self.matchtag)
+        return self._current
 
     def get(self) -> Any:
         reply = self._reply()
         if "errnum" in reply:
             raise OSError(reply["errnum"], reply["errstr"])
         return reply["payload"]
+
+    def wait_for(self, timeout: float = -1.0) -> Future:
+        if self._current is None:
+            self.handle._wait_for(self.matchtag, None if timeout < 0 else timeout, keep=True)
+        return self
+
+    def reset(self) -> None:
+        """Ready for the next response of a streaming RPC."""
+        self._current = None
 
     def then(self, callback: Callable, *args: Any) -> Future:
         self._callback = (callback, args)
@@ -141,7 +161,7 @@ class Flux:
             self._sock = connect_socket(path)
             self._rfile = self._wfile = self._sock.makefile("rwb")
         self._tag = 0
-        self._replies: dict[int, dict] = {}
+        self._replies: dict[int, deque] = {}
         self._pending_callbacks: dict[int, Future] = {}
         # Replies are read as they come, as libflux's reactor does, so that many
         # requests sent before any answer is read cannot fill the socket both ways.
@@ -156,10 +176,11 @@ class Flux:
         userid = int(os.environ.get("FLUXDOUBLE_USERID", os.getuid()))
         self._cred = {"userid": userid, "guest": guest}
 
-    def rpc(self, topic: str, payload: dict | None = None) -> Future:
+    def rpc(self, topic: str, payload: dict | None = None, nodeid: int = 0,
+            flags: int = 0) -> Future:
         self._tag += 1
         message = {"topic": topic, "payload": payload, "matchtag": self._tag,
-                   "cred": self._cred}
+                   "cred": self._cred, "streaming": bool(flags & FLUX_RPC_STREAMING)}
         try:
             self._wfile.write((json.dumps(message) + "\n").encode())
             self._wfile.flush()
@@ -172,7 +193,7 @@ class Flux:
             for line in iter(self._rfile.readline, b""):
                 reply = json.loads(line)
                 with self._arrived:
-                    self._replies[reply["matchtag"]] = reply
+                    self._replies.setdefault(reply["matchtag"], deque()).append(reply)
                     self._arrived.notify_all()
         except (OSError, ValueError):
             pass
@@ -180,21 +201,32 @@ class Flux:
             self._closed = True
             self._arrived.notify_all()
 
-    def _wait_for(self, matchtag: int) -> dict:
+    def _wait_for(self, matchtag: int, timeout: float | None = None,
+                  keep: bool = False) -> dict:
+        """The next response to ``matchtag`` (left in place with ``keep``)."""
+        end = None if timeout is None else time.monotonic() + timeout
         with self._arrived:
-            while matchtag not in self._replies:
+            while not self._replies.get(matchtag):
                 if self._closed:
                     raise OSError(errno.ECONNRESET, "Connection reset by peer")
-                self._arrived.wait()
-            return self._replies.pop(matchtag)
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise OSError(errno.ETIMEDOUT, "Connection timed out")
+                self._arrived.wait(left)
+            queue = self._replies[matchtag]
+            if keep:
+                return queue[0]
+            reply = queue.popleft()
+            if not queue:
+                del self._replies[matchtag]
+            return reply
 
     def reactor_run(self) -> int:
         """Run callbacks of then() futures as their replies arrive, until none are left."""
         while self._pending_callbacks:
             tag = min(self._pending_callbacks)
             future = self._pending_callbacks.pop(tag)
-            reply = self._wait_for(tag)
-            self._replies[tag] = reply  # let the callback's get() find it
+            future._current = self._wait_for(tag)  # what the callback's get() returns
             callback, args = future._callback
             callback(future, *args)
         return 0

@@ -9,12 +9,14 @@ extra factory keywords, or 0.88's ``from_batch``/``from_submit``/``apply_options
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+from collections import deque
 from typing import Any
 
-from fluxdouble import Flux, Future, versions
+from fluxdouble import FLUX_RPC_NORESPONSE, FLUX_RPC_STREAMING, Flux, Future, versions
 from fluxdouble.cli import base as helpers
 from fluxdouble.jobid import JobID
 
@@ -26,7 +28,6 @@ FLUX_USERID_UNKNOWN = 0xFFFFFFFF
 #: checks that maestro-flux uses none of it.
 NOT_MODELLED = {
     "event_watch_async": "maestro-flux never watches a job's eventlog",
-    "JournalConsumer": "maestro-flux never follows the job-manager journal",
 }
 
 
@@ -426,6 +427,75 @@ def job_list_id(flux_handle, jobid, attrs=["all"]):  # noqa: B006
     return flux_handle.rpc("job-list.list-id", {"id": int(JobID(jobid)), "attrs": attrs})
 
 
+class _JournalEvent:
+    """One event of the job manager's journal (flux.job.journal.JournalEvent)."""
+
+    def __init__(self, jobid: int, event: dict, jobspec: Any = None, R: Any = None):
+        self.jobid, self.jobspec, self.R = jobid, jobspec, R
+        self.name = event.get("name")
+        self.timestamp = event.get("timestamp", 0.0)
+        self.context = event.get("context", {})
+
+    def is_empty(self) -> bool:
+        return self.name is None
+
+
+class _JournalConsumer:
+    """flux.job.JournalConsumer (0.68 on): the job manager's journal, one streaming
+    request; ``poll`` gives one event at a time (TimeoutError after ``timeout``, None
+    once stopped), history first (time ordered) when ``full``."""
+
+    def __init__(self, flux_handle, full=True, since=0.0, include_sentinel=False):
+        self.handle, self.full, self.since = flux_handle, full, since
+        self.include_sentinel, self.rpc = include_sentinel, None
+        self.backlog: deque = deque()
+        self.processing_inactive = full
+
+    @property
+    def request_payload(self) -> dict:
+        return {"full": self.full}
+
+    def start(self) -> _JournalConsumer:
+        self.rpc = self.handle.rpc("job-manager.events-journal", self.request_payload, 0,
+                                   FLUX_RPC_STREAMING)
+        return self
+
+    def stop(self) -> None:
+        self.handle.rpc("job-manager.events-journal-cancel", {"matchtag": self.rpc.matchtag},
+                        0, FLUX_RPC_NORESPONSE)
+
+    def _enqueue(self, resp: dict | None) -> None:
+        if resp is None:
+            self.backlog.append(None)
+            return
+        for entry in resp["events"]:
+            event = _JournalEvent(resp.get("id"), entry)
+            if event.timestamp > self.since:
+                self.backlog.append(event)
+
+    def poll(self, timeout: float = -1.0) -> _JournalEvent | None:
+        if self.rpc is None:
+            raise RuntimeError("poll() called before start()")
+        while self.processing_inactive:
+            resp = self.rpc.wait_for(timeout).get()
+            if not resp["events"]:
+                self.processing_inactive = False
+                self.backlog = deque(sorted(self.backlog, key=lambda e: e.timestamp))
+            else:
+                self._enqueue(resp)
+            self.rpc.reset()
+        while not self.backlog:
+            try:
+                resp = self.rpc.wait_for(timeout).get()
+            except OSError as exc:
+                if exc.errno != errno.ENODATA:
+                    raise
+                resp = None
+            self._enqueue(resp)
+            self.rpc.reset()
+        return self.backlog.popleft()
+
+
 def __getattr__(name: str) -> Any:
     """The names whose form depends on the version being played."""
     version = versions.get()
@@ -433,7 +503,13 @@ def __getattr__(name: str) -> Any:
         return JOBSPEC_API[version.jobspec_api]
     if name == "job_list":
         return job_list_76 if version.job_list_constraint else job_list_61
+    if name in ("JournalConsumer", "JournalEvent") and version.journal_consumer:
+        return _JOURNAL[name]
     raise AttributeError(f"module 'fluxdouble.job' has no attribute '{name}'")
+
+
+#: Exposed (module __getattr__) only by the versions whose bindings have them.
+_JOURNAL = {"JournalConsumer": _JournalConsumer, "JournalEvent": _JournalEvent}
 
 
 def cancel_async(flux_handle: Flux, jobid: JobID | int, reason: str | None = None) -> Future:

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fluxdouble import dependencies, versions
 from fluxdouble.jobid import F58_ASCII_PREFIX, f58
@@ -30,6 +31,28 @@ STATE = {"NEW": 1, "DEPEND": 2, "PRIORITY": 4, "SCHED": 8, "RUN": 16, "CLEANUP":
 RESULT = {"COMPLETED": 1, "FAILED": 2, "CANCELED": 4, "TIMEOUT": 8}
 SIGALRM_STATUS = (128 + signal.SIGALRM) << 8
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+#: Topics answered as a stream (FLUX_RPC_STREAMING), until canceled (TOPIC-cancel).
+STREAMING = {"job-manager.events-journal"}
+
+
+@dataclass
+class Listener:
+    """A consumer of the job manager's journal: where its responses go, and its filter
+    (``{"full"?b, "allow"?{name:1}, "deny"?{name:1}}``, journal.c)."""
+
+    send: Any
+    request: dict
+
+    def wants(self, name: str) -> bool:
+        allow, deny = self.request.get("allow"), self.request.get("deny")
+        return (allow is None or name in allow) and (deny is None or name not in deny)
+
+    def events(self, job_id: int, events: list) -> None:
+        chosen = [event for event in events if self.wants(event["name"])]
+        if chosen:
+            self.send({"id": job_id, "events": chosen})
 
 
 class RequestError(Exception):
@@ -167,6 +190,8 @@ class Broker:
         self.gpus_per_node = gpus_per_node
         #: job-list lags the job manager: a job is listed this long after its submission.
         self.list_lag = list_lag
+        #: Consumers of the job manager's journal (job-manager.events-journal).
+        self.listeners: list[Listener] = []
         self.parent_uri = parent_uri
         self.level = level
         self.rundir = rundir
@@ -434,7 +459,34 @@ class Broker:
 
     # -- job life ------------------------------------------------------------
     def _event(self, job: Job, name: str, context: dict) -> None:
-        job.events.append({"name": name, "context": context, "timestamp": time.time()})
+        event = {"name": name, "context": context, "timestamp": time.time()}
+        job.events.append(event)
+        for listener in list(self.listeners):
+            try:
+                listener.events(job.id, [event])
+            except (OSError, ValueError):  # its connection is gone
+                self.unlisten(listener)
+
+    # -- the job manager's journal (job-manager.events-journal, journal.c) ----------
+    def listen(self, topic: str, listener: Listener, cred: dict) -> None:
+        """Send the backlog (the active jobs' events, or every job's with ``full``), the
+        sentinel, then every new event, to ``listener``; the journal is the owner's."""
+        if self._guest(cred):
+            raise RequestError(errno.EPERM, "Request requires owner credentials")
+        with self.lock:
+            full = bool(listener.request.get("full"))
+            for job in list(self.jobs.values()):
+                if full or job.state != "INACTIVE":
+                    listener.events(job.id, job.events)
+            listener.send({"id": -1, "events": []})
+            self.listeners.append(listener)
+
+    def unlisten(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def rpc_job_manager_events_journal(self, payload: dict, cred: dict) -> dict:
+        raise RequestError(errno.EPROTO, "job-manager.events requires streaming RPC flag")
 
     def _exception(self, job: Job, kind: str, note: str, severity: int = 0) -> None:
         job.exception = {"type": kind, "note": note, "severity": severity}
@@ -606,17 +658,59 @@ def launch(job: Job, broker: Broker) -> subprocess.Popen:
 
 
 class _Handler(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        for line in self.rfile:
-            request = json.loads(line)
-            reply = {"matchtag": request["matchtag"]}
-            try:
-                reply["payload"] = self.server.broker.handle(
-                    request["topic"], request.get("payload"), request["cred"])
-            except RequestError as err:
-                reply.update(errnum=err.errnum, errstr=str(err))
+    """One connection: each request answered in turn; a streaming request (the job
+    manager's journal) answered for as long as it lasts, from the broker's threads too."""
+
+    def setup(self) -> None:
+        super().setup()
+        self._write_lock = threading.Lock()
+        self._streams: dict[int, Listener] = {}
+
+    def _write(self, reply: dict) -> None:
+        with self._write_lock:
             self.wfile.write((json.dumps(reply) + "\n").encode())
             self.wfile.flush()
+
+    def handle(self) -> None:
+        broker = self.server.broker
+        try:
+            for line in self.rfile:
+                request = json.loads(line)
+                if request["topic"].endswith("-cancel") and request["topic"][:-7] in STREAMING:
+                    self._cancel(request)  # a NORESPONSE request
+                elif request["topic"] in STREAMING and request.get("streaming"):
+                    self._stream(broker, request)
+                else:
+                    self._answer(broker, request)
+        finally:
+            for listener in self._streams.values():
+                broker.unlisten(listener)
+
+    def _answer(self, broker: Broker, request: dict) -> None:
+        reply = {"matchtag": request["matchtag"]}
+        try:
+            reply["payload"] = broker.handle(request["topic"], request.get("payload"),
+                                             request["cred"])
+        except RequestError as err:
+            reply.update(errnum=err.errnum, errstr=str(err))
+        self._write(reply)
+
+    def _stream(self, broker: Broker, request: dict) -> None:
+        tag = request["matchtag"]
+        listener = Listener(lambda payload: self._write({"matchtag": tag, "payload": payload}),
+                            request.get("payload") or {})
+        try:
+            broker.listen(request["topic"], listener, request["cred"])
+            self._streams[tag] = listener
+        except RequestError as err:
+            self._write({"matchtag": tag, "errnum": err.errnum, "errstr": str(err)})
+
+    def _cancel(self, request: dict) -> None:
+        tag = (request.get("payload") or {}).get("matchtag")
+        listener = self._streams.pop(tag, None)
+        if listener is not None:
+            self.server.broker.unlisten(listener)
+            self._write({"matchtag": tag, "errnum": errno.ENODATA, "errstr": "No data available"})
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

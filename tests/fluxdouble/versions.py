@@ -35,11 +35,14 @@ class Version:
     #: An afterany dependent of a job that never started is released (0.61, 0.88);
     #: 0.76 fails it too ("job never started").
     afterany_after_never_started: bool = True
+    #: flux.job.JournalConsumer exists (bindings_api.json; flux-core 0.68 on). The
+    #: broker's job-manager.events-journal is there in every recorded version.
+    journal_consumer: bool = True
 
 
 VERSIONS = {v.name: v for v in (
     Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
-            dependency_never_started=False),
+            dependency_never_started=False, journal_consumer=False),
     Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False,
             afterany_after_never_started=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
