@@ -40,6 +40,16 @@ SLACK = 5.0
 FIRST_ANSWER = 5.0
 
 
+def news(name: str, context: dict | None, known_running: bool) -> bool:
+    """Whether a journal event tells Maestro something it does not know: a start of a
+    job it does not know runs, or an end (a fatal exception ends a job too)."""
+    if name == "start":
+        return not known_running
+    if name == "exception":
+        return (context or {}).get("severity", 0) == 0
+    return name in ("finish", "clean")
+
+
 class JournalWatch:
     """The job manager's journal, one streaming request for the watch's life."""
 
@@ -60,8 +70,10 @@ class JournalWatch:
 
     def changed(self, ids: set[int], running: set[int], timeout: float,
                 since: float) -> bool:
-        """True as soon as one of ``ids`` has an event after ``since``; False after
-        ``timeout`` seconds without one."""
+        """True as soon as one of ``ids`` starts (and is not in ``running``, the jobs
+        Maestro knows run) or ends (Maestro watches only jobs it has not seen end);
+        False after ``timeout`` seconds without such an event. Events that came while
+        the conductor was busy are read first."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -71,7 +83,7 @@ class JournalWatch:
                 return False
             if event is None:
                 raise OSError(errno.ECONNRESET, "the job manager's journal ended")
-            if event.jobid in ids and event.timestamp > since and event.name in CHANGES:
+            if event.jobid in ids and news(event.name, event.context, event.jobid in running):
                 return True
             if left <= 0:
                 return False

@@ -17,6 +17,7 @@ import importlib.abc
 import logging
 import os
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +29,8 @@ from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 
 LOGGER = logging.getLogger(__name__)
 SWITCH = "MAESTRO_FLUX_PIPELINE"
+#: ``0``: the conductor sleeps its whole -s between cycles, as Maestro's does.
+WAKE_SWITCH = "MAESTRO_FLUX_WAKE"
 #: Set on ExecutionGraph once wrapped: the class itself records that it is.
 MARK = "_maestro_flux_pipeline"
 
@@ -57,7 +60,10 @@ def conductor_line(options: Any) -> tuple[bool, str]:
             "(afterok)" if options.flux_dependencies else
             "dependencies not held by Flux (flux_dependencies: false): each step waits for "
             "a cycle after its parents end")
-    return True, f"a cycle's jobs are sent together; {held}"
+    wake = ("the conductor wakes when a job starts or ends, or on maestro cancel"
+            if os.environ.get(WAKE_SWITCH, "1") != "0" else
+            f"the conductor sleeps its whole -s between cycles ({WAKE_SWITCH}=0)")
+    return True, f"a cycle's jobs are sent together; {held}; {wake}"
 
 
 def _cycle(graph: Any, original: Any) -> Any:
@@ -65,6 +71,10 @@ def _cycle(graph: Any, original: Any) -> Any:
     if not maestro_graph.is_ours(graph, FluxAdapter.key) or os.environ.get(SWITCH, "1") == "0":
         return lambda: original(graph)
     maestro_graph.batch_block(graph).setdefault(STUDY_KEY, uuid.uuid4().hex)
+    if os.environ.get(WAKE_SWITCH, "1") != "0":
+        # Here, not at install: the conductor's module may still be importing then; by
+        # the first cycle it runs the loop whose sleep this replaces.
+        maestro_graph.replace_conductor_sleep(conductor_sleep)
     return Conductor(graph, lambda: original(graph)).cycle
 
 
@@ -82,6 +92,16 @@ def install() -> bool:
         return False
     maestro_graph.wrap_cycle(graph_class, _cycle, MARK)
     return True
+
+
+def conductor_sleep(seconds: float) -> None:
+    """Maestro's sleep between cycles, ended by the study this process conducts as
+    soon as it changes (wake.py); a plain sleep before its first cycle."""
+    study = STUDIES.conducting
+    if study is None:
+        time.sleep(seconds)
+    else:
+        study.wake.sleep(seconds)
 
 
 class WhenGraphImported(importlib.abc.MetaPathFinder):

@@ -149,6 +149,18 @@ def polled_ids(graph: Any) -> list[str]:
     return [record.jobid[-1] for record in records if record.jobid]
 
 
+def watched_jobs(graph: Any) -> tuple[list[str], list[str]]:
+    """(the last job id of every step Maestro polls, those of the steps it knows run)."""
+    polled, running = [], []
+    for name in graph.in_progress:
+        record = graph.values[name]
+        if record.jobid:
+            polled.append(record.jobid[-1])
+            if record.status.name in ("RUNNING", "FINISHING"):
+                running.append(record.jobid[-1])
+    return polled, running
+
+
 def completion(graph: Any) -> Any:
     """Maestro's StudyStatus of the graph (RUNNING while anything is left)."""
     return graph._check_study_completion()
@@ -327,6 +339,17 @@ def load_graph(root: Path, study: Any, backup: Path, batch: dict) -> LoadedGraph
     _, graph = study.stage()  # as maestro run stages it
     graph.set_adapter(batch)
     return LoadedGraph(graph, "the study staged afresh (no graph was pickled)")
+
+
+def request_files(root: Path) -> tuple[Path, Path]:
+    """Where ``maestro cancel`` and ``maestro update`` leave their requests."""
+    conductor = _conductor()
+    return root / conductor._cancel_lock, root / conductor._study_update
+
+
+def replace_conductor_sleep(sleep: Callable[[float], None]) -> None:
+    """Have Maestro's conductor loop wait between cycles with ``sleep``."""
+    import_maestro(CONDUCTOR_MODULE).sleep = sleep
 
 
 def setup_logging(study: Any, root: Path) -> None:

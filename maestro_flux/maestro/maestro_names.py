@@ -45,15 +45,15 @@ NAMES: dict[tuple[str, str], tuple[str, ...]] = {
         "configure_study", "name", "setup_environment", "setup_workspace", "stage",
         "store_metadata"),
     (CONDUCTOR_MODULE, "Conductor"): (
-        "_exec_dag", "_pkl_path", "_setup", "cleanup", "load_batch", "load_study",
-        "monitor_study", "sleep_time", "store_batch"),
+        "_cancel_lock", "_exec_dag", "_pkl_path", "_setup", "_study_update", "cleanup",
+        "load_batch", "load_study", "monitor_study", "sleep_time", "store_batch"),
     (SPECIFICATION_MODULE, "YAMLSpecification"): (
         "batch", "description", "get_parameters", "get_study_environment",
         "get_study_steps", "name"),
     ("maestrowf.abstracts.enums", "State"): ("FAILED", "INITIALIZED"),  # ENUMS_MODULE
 }
 #: Module-level functions graph.py calls.
-FUNCTIONS: dict[str, tuple[str, ...]] = {CONDUCTOR_MODULE: ("setup_logging",)}
+FUNCTIONS: dict[str, tuple[str, ...]] = {CONDUCTOR_MODULE: ("setup_logging", "sleep")}
 ENUMS_MODULE = "maestrowf.abstracts.enums"
 #: Each module above, imported by a name tests/test_layers.py can read.
 IMPORTS = {

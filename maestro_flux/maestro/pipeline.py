@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from typing import Any
 
 from maestro_flux.maestro import ahead, journal
@@ -39,6 +40,8 @@ LOGGER = logging.getLogger(__name__)
 PICKLE_BACKUP = "graph.pkl"
 #: Rounds per conductor cycle at most, while Flux keeps ending polled jobs.
 MAX_ROUNDS = 64
+#: maestro-flux's own requests to the study's conductor (cancel, retry) land here.
+REQUESTS = "requests"
 #: Maestro states (names) of a job that has ended, for the catch-up rounds.
 ENDED = frozenset(("FINISHED", "FAILED", "CANCELLED", "TIMEDOUT", "HWFAILURE", "UNKNOWN"))
 
@@ -59,6 +62,8 @@ class Conductor:
         self.study: StudyState = STUDIES.for_block(maestro_graph.batch_block(graph))
         self.adapter = FluxAdapter(**maestro_graph.batch_block(graph))
         self.ahead_on = self.adapter.batch_options.flux_dependencies
+        #: When the last of Maestro's rounds began (it polls the study's jobs first).
+        self.round_began = 0.0
 
     def cycle(self) -> Any:
         self._take_lock()
@@ -70,7 +75,22 @@ class Conductor:
         if status.name != "RUNNING" or maestro_graph.is_canceled(self.graph):
             self._guarded("cancel what was sent ahead", self.study.submissions.cancel_all,
                           self.adapter.broker())
+        if status.name == "RUNNING":
+            self._guarded("watch the study's jobs until the next cycle", self._arm)
         return status
+
+    def _arm(self) -> None:
+        """What the conductor's sleep watches until the next cycle (wake.py)."""
+        study, graph = self.study, self.graph
+        journal = study.submissions.journal
+        if journal is None:
+            return
+        polled, running = maestro_graph.watched_jobs(graph)
+        ahead = [job.jobid for job in study.ahead.values()]
+        requests = (*maestro_graph.request_files(journal.root), journal.folder / REQUESTS)
+        study.wake.arm(self.adapter.broker(), requests, [*polled, *ahead], running,
+                       self.round_began)
+        STUDIES.conducting = study
 
     def _take_lock(self) -> None:
         """One conductor per study: this process takes the study's lock before it
@@ -111,6 +131,7 @@ class Conductor:
 
     def round(self) -> Any:
         graph, study, broker = self.graph, self.study, self.adapter.broker()
+        self.round_began = time.time()
         submissions = study.submissions
         self._guarded("free steps to resubmit", maestro_graph.free_resubmissions, graph)
         self._guarded("look for submissions whose answer was lost", submissions.resolve, graph)

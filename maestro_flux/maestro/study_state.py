@@ -27,6 +27,7 @@ from maestro_flux.broker.remote import DEFAULT_CONNECT_TIMEOUT
 from maestro_flux.maestro.conductor_lock import ConductorLock
 from maestro_flux.maestro.study_context import StudyContext
 from maestro_flux.maestro.submissions import Submissions
+from maestro_flux.maestro.wake import Wake
 from maestro_flux.model.bounded import Bounded
 from maestro_flux.model.notices import Notices
 from maestro_flux.model.retries import NodeFailures
@@ -60,10 +61,13 @@ class StudyState:
     noted: bool = False
     #: The study's conductor lock, once this process drives the study.
     lock: ConductorLock | None = None
+    #: The conductor's wait between cycles, ended by Flux (wake.py).
+    wake: Wake = field(init=False)
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.submissions = Submissions(self.notices, self.node_failures)
+        self.wake = Wake(self.notices)
 
     @property
     def ahead(self) -> dict:
@@ -103,6 +107,8 @@ class StudyRegistry:
         self._lock = threading.Lock()
         #: Messages about the process rather than a study (the pipeline's state).
         self.notices = Notices()
+        #: The study whose conductor runs in this process, once its first cycle ran.
+        self.conducting: StudyState | None = None
         #: The conductor locks this process holds or tried, by the study's folder: a
         #: process takes a study's lock once, whatever StudyState asks for it.
         self._conductor_locks: dict[Path, ConductorLock] = {}
@@ -130,8 +136,11 @@ class StudyRegistry:
     def clear(self) -> None:
         """Forget every study (tests, and the benchmarks between their runs)."""
         with self._lock:
+            for study in self._studies.values():
+                study.wake.close()
             self._studies.clear()
             self.notices = Notices()
+            self.conducting = None
 
 
 #: The one registry of the process's study state.
