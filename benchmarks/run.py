@@ -46,8 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
     add("--only", choices=["micro", "studies", "critical-path", "faults", "ready-queue",
-                           "resume"], default=None,
-        help="critical-path, faults, ready-queue and resume run only when asked for")
+                           "resume", "wake"], default=None,
+        help="critical-path, faults, ready-queue, resume and wake run only when asked for")
     add("--fault-sizes", type=_sizes, default=[6, 996],
         help="sweep sizes of the fault studies (each has 4 more steps)")
     add("--kills", type=int, default=10, help="conductor SIGKILLs per fault study")
@@ -63,7 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the conductor is killed at this answer of its first cycle, resume")
     add("--ssh", action="store_true",
         help="faults and resume also over ssh:// (a throw-away sshd on loopback)")
-    add("--sleeps", type=_sizes, default=[15, 60], help="conductor sleeps, critical-path")
+    add("--sleeps", type=_sizes, default=[60, 600], help="conductor sleeps, critical-path")
+    add("--idle-sizes", type=_sizes, default=[10, 10000],
+        help="study sizes of the idle-load figure, wake")
     add("--level-seconds", type=float, default=2.0, help="each chain level's sleep")
     add("--funnel-leaves", type=int, default=1000, help="the funnel's leaves")
     add("--json", type=Path, default=None, help="default benchmarks/results/<mode>.json")

@@ -16,6 +16,7 @@ from benchmarks.ready_queue import ready_queue_rows
 from benchmarks.report import Row
 from benchmarks.resume import resume_rows
 from benchmarks.studies import study_rows
+from benchmarks.wake import wake_rows
 
 
 def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
@@ -24,6 +25,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
         print("faults ...", file=sys.stderr, flush=True)
         return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed,
                           args.fault_kinds.split(","), args.ssh)
+    if args.only == "wake":
+        print("waking on Flux ...", file=sys.stderr, flush=True)
+        return wake_rows(work / "wake", args.idle_sizes)
     if args.only == "ready-queue":
         return ready_queue_rows(args.queue_sizes)
     if args.only == "resume":
