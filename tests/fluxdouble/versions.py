@@ -35,13 +35,15 @@ class Version:
     #: An afterany dependent of a job that never started is released (0.61, 0.88);
     #: 0.76 fails it too ("job never started").
     afterany_after_never_started: bool = True
+    #: job-list lists t_priority and t_sched (0.88; src/modules/job-list/job_util.c).
+    job_list_priority_times: bool = True
 
 
 VERSIONS = {v.name: v for v in (
     Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
-            dependency_never_started=False),
+            dependency_never_started=False, job_list_priority_times=False),
     Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False,
-            afterany_after_never_started=False),
+            afterany_after_never_started=False, job_list_priority_times=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
 )}
 
