@@ -104,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("-r", "--rlimit", type=int, default=None,
                         help="restart limit of the steps (default: the study's own)")
     resume.set_defaults(func=_resume)
+    from maestro_flux.cli import report, status
+
+    status.add_parser(sub)
+    report.add_parser(sub)
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
     unshim = sub.add_parser("remove-shim", help="undo install-shim")

@@ -389,6 +389,62 @@ def study_ended(views: Sequence[StepView], conductor_alive: bool | None,
 
 
 @dataclass(frozen=True)
+class Node:
+    """A node of the drawn graph: one step, or a folded parameter group of a level."""
+
+    key: str
+    label: str
+    level: int
+    steps: tuple[StepView, ...]
+    folded: bool = False
+
+    @property
+    def category(self) -> str:
+        return Row(self.level, self.label, self.steps, self.folded).category
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return Row(self.level, self.label, self.steps, self.folded).counts
+
+
+def graph_nodes(views: Sequence[StepView], parents: Mapping[str, Sequence[str]],
+                fold_above: int) -> tuple[list[Node], list[tuple[str, str]]]:
+    """The nodes of the drawn graph, each level's in an order that keeps edges short
+    (by the mean position of their parents: one barycentre pass), and its edges. A
+    level's parameter group of more than ``fold_above`` steps is one node."""
+    folded_rows = rows(views, (), fold_above)
+    node_of: dict[str, str] = {}
+    nodes: dict[str, Node] = {}
+    for row in folded_rows:
+        key = f"{row.group}_*@{row.level}" if row.folded else row.steps[0].name
+        label = f"{row.label} ({len(row.steps)})" if row.folded else row.steps[0].name
+        nodes[key] = Node(key, label, row.level, row.steps, row.folded)
+        for view in row.steps:
+            node_of[view.name] = key
+    edges = sorted({(node_of[p], node_of[child]) for child, ps in parents.items()
+                    for p in ps if p in node_of and child in node_of
+                    and node_of[p] != node_of[child]})
+    into: dict[str, list[str]] = {}
+    for source, target in edges:
+        into.setdefault(target, []).append(source)
+    position: dict[str, float] = {}
+    ordered: list[Node] = []
+    for level in sorted({node.level for node in nodes.values()}):
+        layer = [node for node in nodes.values() if node.level == level]
+        layer.sort(key=lambda node: (_barycentre(into.get(node.key, ()), position),
+                                     node.key))
+        for index, node in enumerate(layer):
+            position[node.key] = index - (len(layer) - 1) / 2
+        ordered.extend(layer)
+    return ordered, edges
+
+
+def _barycentre(parents: Sequence[str], position: Mapping[str, float]) -> float:
+    placed = [position[p] for p in parents if p in position]
+    return sum(placed) / len(placed) if placed else float("inf")
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The study at one moment: what ``status`` shows and ``--json`` prints."""
 
