@@ -173,13 +173,15 @@ class StepView:
 def step_jobs(step: GraphStep, sent: Sequence[Sent]) -> tuple[str, ...]:
     """The step's jobs, oldest first: Maestro's, then any the journal has and the
     pickle not yet (the pickle is rewritten once per cycle, the journal at once).
-    Jobs sent ahead and dropped are not the step's."""
+    A job sent ahead and dropped is not the step's, unless the step never had another:
+    then it is what Flux did with the step (its dependency could never be met, say)."""
     jobs = list(step.jobids)
+    dropped = []
     for entry in sent:
-        if entry.step == step.name and entry.jobid and not entry.dropped \
-                and entry.jobid not in jobs:
-            jobs.append(entry.jobid)
-    return tuple(jobs)
+        if entry.step != step.name or not entry.jobid or entry.jobid in jobs:
+            continue
+        (dropped if entry.dropped else jobs).append(entry.jobid)
+    return tuple(jobs or dropped)
 
 
 def category(maestro: str, job: FluxJob | None) -> str:

@@ -55,25 +55,26 @@ class JobTimes:
 
 def spans(job: FluxJob, now: float) -> tuple[Span, ...]:
     """A job's phases from its times; an active job's last phase runs until ``now``.
-    A job with no ``t_released`` (a broker before 0.88 whose eventlog was not read)
-    counts as queued from the moment it entered DEPEND."""
+    A job that ran but has no ``t_released`` (a broker before 0.88 whose eventlog was
+    not read) counts as queued from the moment it entered DEPEND; one that never ran
+    nor was released waited on its dependencies until its end."""
     times = {name: getattr(job, name) for name in
              ("t_depend", "t_released", "t_run", "t_cleanup", "t_inactive")}
     if times["t_depend"] is None:
         times["t_depend"] = job.t_submit
     if times["t_released"] is None and times["t_depend"] is not None and (
-            times["t_run"] is not None or not job.active or job.state not in ("NEW", "DEPEND")):
-        times["t_released"] = times["t_depend"]
+            times["t_run"] is not None or job.state in ("PRIORITY", "SCHED")):
+        times["t_released"] = times["t_depend"]  # released at some moment Flux did not say
+    order = ["t_depend", "t_released", "t_run", "t_cleanup", "t_inactive"]
     out = []
-    for phase, opens, closes in PHASES:
+    for phase, opens, _ in PHASES:
         start = times[opens]
         if start is None:
             continue
-        end = times[closes]
-        if end is None:  # the next phase never came: it ended here, or is still here
-            later = [times[name] for name in ("t_run", "t_cleanup", "t_inactive")
-                     if times[name] is not None and times[name] >= start]
-            end = min(later) if later else (now if job.active else start)
+        later = [times[name] for name in order[order.index(opens) + 1:]
+                 if times[name] is not None]
+        # the next phase that came ends this one; none came: it ended here, or is still here
+        end = later[0] if later else (now if job.active else start)
         out.append(Span(phase, start, max(start, end)))
     return tuple(span for span in out if span.seconds > 0 or span.phase == "running")
 
