@@ -80,6 +80,9 @@ def test_step_jobs(graph_ids, sent, expected):
     ("RUNNING", job("f", result="FAILED"), "failed"),
     ("RUNNING", job("f", result="TIMEOUT"), "timed out"),
     ("RUNNING", job("f", result="CANCELED"), "cancelled"),
+    # its parent was canceled with the study: Flux failed it, the study cancelled it
+    ("CANCELLED", job("f", result="FAILED", exception_type="dependency"), "cancelled"),
+    ("FAILED", job("f", result="FAILED", exception_type="dependency"), "failed"),
     # Flux does not know the job (purged, or unreachable): Maestro's word
     ("FINISHED", None, "done"), ("FAILED", None, "failed"), ("TIMEDOUT", None, "timed out"),
     ("CANCELLED", None, "cancelled"), ("RUNNING", None, "running"),

@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         return _json(observer, args)
     console = Console(highlight=False)
     if not args.watch:
-        console.print(render(observer.look(), console, args))
+        console.print(render(observer.look(), console, args), crop=False)
         return 0
     return _watch(observer, console, args)
 
@@ -145,7 +145,9 @@ def render(gathered: Any, console: Console, args: argparse.Namespace) -> Group:
         totals.append("   the study has ended", style="bold")
     parts: list[Any] = [header, totals]
     if snapshot.broker:
-        parts.append(Text(snapshot.broker, style="yellow"))
+        # one line, however long: the terminal wraps it, rich does not split it
+        parts.append(Text(snapshot.broker, style="yellow", no_wrap=True,
+                          overflow="ellipsis" if getattr(args, "watch", False) else "ignore"))
     parts.append(table(lines, snapshot.steps))
     return Group(*parts)
 

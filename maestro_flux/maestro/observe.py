@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from maestro_flux.broker import study_jobs
 from maestro_flux.broker import uri as uris
 from maestro_flux.broker.connection import Broker
 from maestro_flux.maestro import journal as journals
-from maestro_flux.maestro.study_graph import StudyGraph, read_graph
+from maestro_flux.maestro.study_graph import NoGraphYet, StudyGraph, read_graph
 from maestro_flux.model import jobids
 from maestro_flux.model.errors import MaestroFluxError
 from maestro_flux.model.journal import Replay
@@ -72,6 +73,15 @@ def check_study(directory: str | Path) -> tuple[Path, dict]:
         raise MaestroFluxError(f"{directory}: a study of the '{kind}' adapter; maestro-flux "
                                f"shows 'batch: type: {ADAPTER}' studies")
     return root, batch
+
+
+def unreachable(uri: str | None, err: BaseException) -> str:
+    """One line: the broker cannot be reached, why (without the connection's hints)."""
+    text = _one_line(err)
+    found = re.match(r"cannot connect to Flux at .*?: (.*?)(; |$)", text)
+    why = found.group(1) if found else text
+    return (f"Flux at {uri or uris.SYSTEM_INSTANCE} cannot be reached ({why}); showing "
+            "what the study's files say")
 
 
 def _one_line(err: BaseException) -> str:
@@ -181,7 +191,13 @@ class Observer:
         path = self.root / f"{name}.pkl" if name else None
         stamp = path.stat().st_mtime if path and path.exists() else -1.0
         if self._graph is None or stamp < 0 or stamp != self._graph[0]:
-            self._graph = (stamp, read_graph(self.root, name))
+            try:
+                self._graph = (stamp, read_graph(self.root, name))
+            except NoGraphYet:
+                if not beat and not (self.root / journals.FOLDER / journals.JOURNAL).exists():
+                    raise
+                # the conductor runs its first cycle: nothing to show but that
+                return StudyGraph(name or self.root.name, (), {}, False, self.root)
         return self._graph[1]
 
     def journal(self) -> Replay:
@@ -230,8 +246,8 @@ class Observer:
 
     # -- one look ------------------------------------------------------------------
     def look(self, now: float | None = None) -> Gathered:
-        graph = self.graph()
         replay = self.journal()
+        graph = self.graph()
         now = time.time() if now is None else now
         sent = [replace(s, jobid=_canonical(s.jobid)) if s.jobid else s
                 for s in replay.sent.values()]
@@ -251,8 +267,7 @@ class Observer:
         except (MaestroFluxError, OSError) as err:
             self._broker = None  # connect again next time
             self._attrs = None
-            broker_note = (f"Flux at {choice.uri or uris.SYSTEM_INSTANCE} cannot be reached "
-                           f"({_one_line(err)}); showing what the study's files say")
+            broker_note = unreachable(choice.uri, err)
         views = join(steps, jobs, sent, now=now)
         workspaces = {step.name: step.workspace for step in steps}
         errs = {v.name: last_err_line(workspaces[v.name], v.jobid)

@@ -25,6 +25,10 @@ SOURCE = "_source"  # Maestro's root node (executiongraph.SOURCE)
 BACKUP = "graph.pkl"  # the pipeline's last whole copy (maestro/pipeline.py PICKLE_BACKUP)
 
 
+class NoGraphYet(MaestroFluxError):
+    """No graph is pickled in the study yet: its conductor has not finished a cycle."""
+
+
 @dataclass(frozen=True)
 class StudyGraph:
     """A study's graph as plain data."""
@@ -64,7 +68,7 @@ def read_graph(root: Path, name: str | None = None) -> StudyGraph:
             tried.append(f"{path}: not a Maestro graph ({type(err).__name__}: {err})")
     if tried:
         raise MaestroFluxError(f"cannot read the study's graph: {tried[0]}")
-    raise MaestroFluxError(f"{root}: no graph pickled yet ({root}/<study>.pkl): its "
+    raise NoGraphYet(f"{root}: no graph pickled yet ({root}/<study>.pkl): its "
                            "conductor has not finished a cycle")
 
 

@@ -185,10 +185,14 @@ def step_jobs(step: GraphStep, sent: Sequence[Sent]) -> tuple[str, ...]:
 
 
 def category(maestro: str, job: FluxJob | None) -> str:
-    """What a step is, from its job when Flux knows it, else from Maestro's state."""
+    """What a step is, from its job when Flux knows it, else from Maestro's state. A job
+    that Flux ended because a job it waited on did not succeed is the step's end as
+    Maestro tells it (cancelled, when the study was)."""
     if job is not None:
         if job.active:
             return _ACTIVE.get(job.state, "unknown")
+        if job.exception_type == "dependency" and maestro == "CANCELLED":
+            return "cancelled"
         return _RESULT.get(job.result or "", "unknown")
     return _MAESTRO.get(maestro, "unknown")
 
@@ -383,7 +387,9 @@ def study_ended(views: Sequence[StepView], conductor_alive: bool | None,
                 cancelled: bool = False) -> bool:
     """True once nothing more will happen: Maestro is done with every step, or its
     conductor is gone and Flux has no job of the study left to run."""
-    if views and all(view.maestro in MAESTRO_FINAL for view in views):
+    if not views:
+        return conductor_alive is False  # never staged: over if its conductor is gone
+    if all(view.maestro in MAESTRO_FINAL for view in views):
         return True
     if conductor_alive is False or cancelled:
         return not any(view.category in ("running", "queued", "waiting") for view in views)
