@@ -200,12 +200,14 @@ def bad(tmp_path: Path, case: str) -> Path:
     folder.mkdir()
     if case == "local":
         (folder / "batch.info").write_text("type: local\n")
-    if case in ("journal", "newer", "graph"):
+    if case in ("journal", "newer", "graph", "journal-folder"):
         (folder / "batch.info").write_text("type: flux\n")
         (folder / "meta" / "maestro-flux").mkdir(parents=True)
         journal = folder / "meta" / "maestro-flux" / "journal.jsonl"
         if case == "journal":
             journal.write_bytes(b"\xff\xfe not a journal \x00\x81")
+        elif case == "journal-folder":
+            journal.mkdir()
         elif case == "newer":
             journal.write_text('{"event":"intent","step":"a","token":"t","v":99}\n')
         (folder / "x.pkl").write_bytes(b"not a pickle")
@@ -218,6 +220,7 @@ def bad(tmp_path: Path, case: str) -> Path:
     ("journal", "journal.jsonl: cannot be read"),
     ("newer", "written by a newer maestro-flux"),
     ("graph", "cannot read the study's graph: "),
+    ("journal-folder", "journal.jsonl: cannot be read"),
 ])
 @pytest.mark.parametrize("command", ["status", "report"])
 def test_bad_input_gets_one_line(tmp_path, case, words, command):

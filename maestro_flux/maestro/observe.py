@@ -194,9 +194,7 @@ class Observer:
             try:
                 self._graph = (stamp, read_graph(self.root, name))
             except NoGraphYet:
-                if not beat and not (self.root / journals.FOLDER / journals.JOURNAL).exists():
-                    raise
-                # the conductor runs its first cycle: nothing to show but that
+                # launched, its conductor not through its first cycle: nothing to show yet
                 return StudyGraph(name or self.root.name, (), {}, False, self.root)
         return self._graph[1]
 
@@ -278,6 +276,8 @@ class Observer:
         beat, alive = conductor_state(self.root, now)
         ended = study_ended(views, alive, graph.cancelled)
         conductor = conductor_text(beat, alive, ended, self.root, now)
+        if not graph.steps:
+            conductor = (conductor or "not started yet") + "; no graph pickled yet"
         snapshot = Snapshot(
             study=graph.name, root=str(self.root), uri=choice.describe(), taken=now,
             steps=tuple(views), broker=broker_note, conductor=conductor,
