@@ -14,6 +14,7 @@ from benchmarks.critical_path import critical_path_rows
 from benchmarks.faults import fault_rows
 from benchmarks.report import Row
 from benchmarks.studies import study_rows
+from benchmarks.views import view_rows
 
 
 def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
@@ -21,6 +22,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     if args.only == "faults":
         print("faults ...", file=sys.stderr, flush=True)
         return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed)
+    if args.only == "views":
+        print("views ...", file=sys.stderr, flush=True)
+        return view_rows(work / "views", args.view_sizes)
     if args.only == "critical-path":
         print("critical paths ...", file=sys.stderr, flush=True)
         return critical_path_rows(work / "critical-path", real, args.sleeps,
@@ -32,6 +36,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     if args.only != "studies":
         with contextlib.redirect_stdout(io.StringIO()):  # the built-in prints per step
             rows += micro_rows(args, work / "micro", real)
+    if args.only is None:
+        print("views ...", file=sys.stderr, flush=True)
+        rows += view_rows(work / "views", args.view_sizes)
     return rows
 
 

@@ -58,12 +58,14 @@ def add_parser(sub: Any) -> None:
                         help="draw a level's parameter group of more than N steps as one "
                              "node (default 24)")
     report.add_argument("--uri", help="ask this broker (default: the study's own)")
+    report.add_argument("--offline", action="store_true",
+                        help="from the study's files only, without asking Flux")
     report.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     logging.getLogger("maestro_flux.broker").setLevel(logging.CRITICAL)
-    observer = Observer(args.directory, uri=args.uri, eventlogs=True)
+    observer = Observer(args.directory, uri=args.uri, eventlogs=True, offline=args.offline)
     gathered = observer.look()
     output = Path(args.output) if args.output else observer.root / "report.html"
     text = build(gathered, args.fold_above)
@@ -160,7 +162,7 @@ def _node_hover(node: Any) -> str:
 
 def timeline_figure(times: list[JobTimes], critical: set[str], gathered: Gathered) -> go.Figure:
     """One bar per phase of every job, on seconds since the study's first submission."""
-    origin = min((t.start for t in times if t.start is not None), default=0.0)
+    origin = min((t.submitted or t.start for t in times if t.start is not None), default=0.0)
     rows = [f"{t.step}" + (f" #{t.attempt}" if t.attempt > 1 else "") for t in times]
     figure = go.Figure()
     for phase in PHASE_COLOURS:

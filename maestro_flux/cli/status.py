@@ -63,12 +63,14 @@ def add_parser(sub: Any) -> None:
                              "fold only when the steps do not fit the screen)")
     status.add_argument("--uri", help="ask this broker (default: the study's own: flux_uri, "
                                       "else FLUX_URI, else the system instance)")
+    status.add_argument("--offline", action="store_true",
+                        help="show what the study's files say, without asking Flux")
     status.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     logging.getLogger("maestro_flux.broker").setLevel(logging.CRITICAL)  # one line of ours
-    observer = Observer(args.directory, uri=args.uri)
+    observer = Observer(args.directory, uri=args.uri, offline=args.offline)
     if args.json:
         return _json(observer, args)
     console = Console(highlight=False)

@@ -33,6 +33,7 @@ from maestro_flux.model.study_view import (
     FluxJob,
     GraphStep,
     Snapshot,
+    by_step,
     flux_job,
     join,
     step_jobs,
@@ -172,6 +173,7 @@ class Observer:
     directory: str
     uri: str | None = None  # --uri; else the study's own broker
     eventlogs: bool = False  # read every job's eventlog (the report)
+    offline: bool = False  # the study's files only: Flux is not asked
     root: Path = field(init=False)
     batch: dict = field(init=False)
     _graph: tuple[float, StudyGraph] | None = None
@@ -252,13 +254,15 @@ class Observer:
         steps = tuple(GraphStep(**{**step.__dict__,
                                    "jobids": tuple(_canonical(j) for j in step.jobids)})
                       for step in graph.steps)
-        history = {step.name: step_jobs(step, sent) for step in steps}
+        sent_of = by_step(sent)
+        history = {step.name: step_jobs(step, sent_of.get(step.name, ())) for step in steps}
         wanted = {jobids.parse_jobid(j) for ids in history.values() for j in ids}
         choice = self.choice(graph)
         jobs: dict[str, FluxJob] = {}
         broker_note = None
         try:
-            entries, logs = self.ask_flux(graph, wanted) if wanted else ({}, {})
+            entries, logs = self.ask_flux(graph, wanted) if wanted and not self.offline \
+                else ({}, {})
             for number, entry in entries.items():
                 job = flux_job(jobids.f58_encode(number), entry)
                 jobs[job.jobid] = with_eventlog(job, logs.get(number, ()))
@@ -279,7 +283,8 @@ class Observer:
         if not graph.steps:
             conductor = (conductor or "not started yet") + "; no graph pickled yet"
         snapshot = Snapshot(
-            study=graph.name, root=str(self.root), uri=choice.describe(), taken=now,
+            study=graph.name, root=str(self.root),
+            uri=("not asked (--offline)" if self.offline else choice.describe()), taken=now,
             steps=tuple(views), broker=broker_note, conductor=conductor,
             conductor_alive=alive, ended=ended,
             sleep=replay.options.get("sleep"))

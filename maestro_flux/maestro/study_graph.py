@@ -10,6 +10,7 @@ Steps are keyed by the graph's names, which are the real step names even under
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,14 +77,13 @@ def _time(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
-def _group(root: Path, workspace: str, name: str) -> str:
+def _group(root: str, workspace: str, name: str) -> str:
     """The study step a step was expanded from: its workspace's first folder under the
     study (``simulate/SIZE.2`` -> ``simulate``; with --hashws the folder is the hash's)."""
-    try:
-        relative = Path(workspace).resolve().relative_to(root)
-    except ValueError:
+    path = os.path.normpath(workspace)
+    if not path.startswith(root + os.sep):
         return name
-    return relative.parts[0] if relative.parts else name
+    return path[len(root) + 1:].split(os.sep, 1)[0] or name
 
 
 def _plain(graph: Any, path: Path, root: Path) -> StudyGraph:
@@ -93,13 +93,14 @@ def _plain(graph: Any, path: Path, root: Path) -> StudyGraph:
             if parent != SOURCE:
                 parents.setdefault(child, []).append(parent)
     steps = []
+    top = os.path.normpath(str(root))
     for key, record in graph.values.items():
         if key == SOURCE or record is None:
             continue
         name = record.name
         workspace = str(record.workspace.value)
         steps.append(GraphStep(
-            name=name, group=_group(root, workspace, name), state=record.status.name,
+            name=name, group=_group(top, workspace, name), state=record.status.name,
             jobids=tuple(str(j) for j in record.jobid), workspace=workspace,
             params={str(k): str(v) for k, v in (record.params or {}).items()},
             restarts=int(record.restarts), submitted=_time(record._submit_time),

@@ -177,11 +177,19 @@ def step_jobs(step: GraphStep, sent: Sequence[Sent]) -> tuple[str, ...]:
     then it is what Flux did with the step (its dependency could never be met, say)."""
     jobs = list(step.jobids)
     dropped = []
-    for entry in sent:
+    for entry in sent:  # the step's own entries, or all (then others are skipped)
         if entry.step != step.name or not entry.jobid or entry.jobid in jobs:
             continue
         (dropped if entry.dropped else jobs).append(entry.jobid)
     return tuple(jobs or dropped)
+
+
+def by_step(sent: Iterable[Sent]) -> dict[str, list[Sent]]:
+    """The journal's entries of each step, in order."""
+    found: dict[str, list[Sent]] = {}
+    for entry in sent:
+        found.setdefault(entry.step, []).append(entry)
+    return found
 
 
 def category(maestro: str, job: FluxJob | None) -> str:
@@ -233,8 +241,9 @@ def join(steps: Sequence[GraphStep], jobs: Mapping[str, FluxJob], sent: Sequence
     by_name = {step.name: step for step in steps}
     owners: dict[str, str] = {}
     history: dict[str, tuple[str, ...]] = {}
+    sent_of = by_step(sent)
     for step in steps:
-        history[step.name] = step_jobs(step, sent)
+        history[step.name] = step_jobs(step, sent_of.get(step.name, ()))
         for jobid in history[step.name]:
             owners[jobid] = step.name
     waits_journal = {entry.jobid: entry.waits_on for entry in sent if entry.jobid}

@@ -40,6 +40,7 @@ class JobTimes:
     category: str  # how it ended (study_view.CATEGORIES)
     spans: tuple[Span, ...]
     reason: str | None = None
+    submitted: float | None = None  # when Flux accepted it (t_submit)
 
     @property
     def start(self) -> float | None:
@@ -92,7 +93,7 @@ def timeline(steps: Sequence[GraphStep], views: Sequence[StepView],
             job = jobs.get(jobid)
             if job is not None:
                 out.append(JobTimes(step.name, jobid, attempt, category(step.state, job),
-                                    spans(job, now), reason(job)))
+                                    spans(job, now), reason(job), job.t_submit))
             elif attempt == len(ids) and step.submitted:
                 end = step.ended or (now if step.name in state and
                                      state[step.name].category not in
@@ -101,7 +102,7 @@ def timeline(steps: Sequence[GraphStep], views: Sequence[StepView],
                 out.append(JobTimes(step.name, jobid, attempt, state[step.name].category,
                                     (Span("maestro", step.submitted, max(step.submitted,
                                                                          end)),),
-                                    state[step.name].reason))
+                                    state[step.name].reason, step.submitted))
     return out
 
 
@@ -192,7 +193,7 @@ def summarize(steps: Sequence[GraphStep], views: Sequence[StepView],
               times: Sequence[JobTimes], sleep: float | None, held: int,
               now: float) -> Summary:
     """The figures of the report."""
-    starts = [t.start for t in times if t.start is not None]
+    starts = [t.submitted or t.start for t in times if t.start is not None]
     ends = [t.end for t in times if t.end is not None]
     wall = (max(ends) - min(starts)) if starts and ends else 0.0
     last: dict[str, JobTimes] = {}
