@@ -146,14 +146,16 @@ def test_a_cancelled_study_shows_every_step_cancelled(env, tmp_path):
     assert steps["last"]["waits_on"] == ["after_sleeper"]
     assert maestro(["cancel", "-y", str(outdir)], env, tmp_path).returncode == 0
     data = wait_until(lambda: (lambda d: d["ended"] and d)(status_json(outdir, env)))
-    assert data["totals"] == {"cancelled": 3}
+    # sleeper canceled; its children canceled, or failed by Flux first (their dependency
+    # could never be met) if Maestro saw that before the cancel: real brokers do both
+    assert set(data["totals"]) <= {"cancelled", "failed"} and sum(data["totals"].values()) == 3
     steps = by_name(data)
     assert steps["sleeper"]["reason"].startswith("the job was canceled (cancel")
     for name in ("after_sleeper", "last"):  # canceled while waiting, or failed by Flux first
         assert re.match(r"(the job was canceled|a job it waited on did not succeed) \(",
                         steps[name]["reason"]), steps[name]
     text = views(["status", str(outdir)], env).stdout
-    assert "3 steps: 3 cancelled   the study has ended" in text
+    assert "3 steps: " in text and "the study has ended" in text
 
 
 def test_a_study_whose_conductor_died_then_resumed(env, tmp_path):

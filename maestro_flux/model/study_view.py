@@ -281,7 +281,9 @@ def _reason_without_job(step: GraphStep, by_name: Mapping[str, GraphStep],
                         err_line: str | None, had_job: bool) -> str:
     """Why a step Flux has no job of ended badly: a parent that did not succeed, or
     what Maestro and its ``.err`` say."""
-    bad = [p for p in step.parents if p in by_name and by_name[p].state != "FINISHED"]
+    parents = [by_name[p] for p in step.parents if p in by_name]
+    bad = [p.name for p in parents if p.state in ("FAILED", "TIMEDOUT", "CANCELLED")] or \
+        [p.name for p in parents if p.state != "FINISHED"]
     if not had_job and bad:
         return f"not run: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} did not finish"
     said = f"Maestro says {step.state}"
