@@ -45,9 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--submit-jobs", type=int, default=300, help="jobs per submit path")
     add("--rounds", type=int, default=10, help="interleaved rounds per submit path")
     add("--cycle-ids", type=int, default=100, help="in-progress ids in a steady cycle")
+    add("--view-sizes", type=_sizes, default=[1000, 10000],
+        help="study sizes whose status and report are timed from their files (views)")
     add("--only", choices=["micro", "studies", "critical-path", "faults", "ready-queue",
-                           "resume", "wake"], default=None,
-        help="critical-path, faults, ready-queue, resume and wake run only when asked for")
+                           "resume", "wake", "views"], default=None,
+        help="critical-path, faults, ready-queue, resume, wake and views run only when "
+             "asked for")
     add("--fault-sizes", type=_sizes, default=[6, 996],
         help="sweep sizes of the fault studies (each has 4 more steps)")
     add("--kills", type=int, default=10, help="conductor SIGKILLs per fault study")

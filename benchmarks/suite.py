@@ -16,6 +16,7 @@ from benchmarks.ready_queue import ready_queue_rows
 from benchmarks.report import Row
 from benchmarks.resume import resume_rows
 from benchmarks.studies import study_rows
+from benchmarks.views import view_rows
 from benchmarks.wake import wake_rows
 
 
@@ -34,6 +35,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
         print("resume of a study killed in its first cycle ...", file=sys.stderr, flush=True)
         return resume_rows(work / "resume", args.resume_steps, args.resume_earlier,
                            args.resume_kill_at, args.ssh)
+    if args.only == "views":
+        print("views ...", file=sys.stderr, flush=True)
+        return view_rows(work / "views", args.view_sizes)
     if args.only == "critical-path":
         print("critical paths ...", file=sys.stderr, flush=True)
         return critical_path_rows(work / "critical-path", real, args.sleeps,
@@ -45,6 +49,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
     if args.only != "studies":
         with contextlib.redirect_stdout(io.StringIO()):  # the built-in prints per step
             rows += micro_rows(args, work / "micro", real)
+    if args.only is None:
+        print("views ...", file=sys.stderr, flush=True)
+        rows += view_rows(work / "views", args.view_sizes)
     return rows
 
 

@@ -38,7 +38,7 @@ def test_harness_produces_every_figure_on_the_double(tmp_path):
         [sys.executable, "-m", "benchmarks", "--mode", "double", "--steps", "3",
          "--builtin-sizes", "", "--memory-sizes", "5", "--ids", "10,20", "--cancel-ids", "5",
          "--submit-jobs", "4",
-         "--rounds", "2", "--cycle-ids", "3", "--json", str(out)],
+         "--rounds", "2", "--cycle-ids", "3", "--view-sizes", "30", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "TEST-DOUBLE MODE" in done.stdout and "mean nothing for speed" in done.stdout
@@ -54,6 +54,8 @@ def test_harness_produces_every_figure_on_the_double(tmp_path):
     for key in REFERENCES:  # present; the built-in and the flux CLI say why they are not run
         assert key in rows, key
     assert rows[("check_jobs 20 ids", "built-in (JobList ids=)")]["note"].startswith("skipped")
+    for command in ("status", "report"):  # the views' figures (benchmarks/views.py)
+        assert rows[("views", f"maestro-flux {command}, 30 steps, from files")]["value"] > 0
 
 
 def test_critical_path_harness_produces_every_figure_on_the_double(tmp_path):

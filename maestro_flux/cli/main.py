@@ -125,8 +125,15 @@ def _add_shim(sub: Any) -> None:
     unshim.set_defaults(func=_remove_shim)
 
 
+def _add_views(sub: Any) -> None:
+    from maestro_flux.cli import report, status
+
+    status.add_parser(sub)
+    report.add_parser(sub)
+
+
 #: Each command's arguments, in the order ``--help`` lists them.
-COMMANDS = (_add_run, _add_render_and_doctor, _add_resume, _add_shim)
+COMMANDS = (_add_run, _add_render_and_doctor, _add_resume, _add_views, _add_shim)
 
 
 def parser() -> argparse.ArgumentParser:

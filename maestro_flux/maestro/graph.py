@@ -21,6 +21,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import dill
 
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.model.ahead import StepView
+from maestro_flux.model.study_view import GraphStep
 
 LOGGER = logging.getLogger(__name__)
 GRAPH_MODULE = "maestrowf.datastructures.core.executiongraph"
@@ -376,6 +378,38 @@ def write_status(graph: Any, root: Path) -> None:
 
 def pickle(graph: Any, root: Path) -> None:
     graph.pickle(str(root / f"{graph.name}.pkl"))
+
+
+# -- a study's graph as plain data (the views) -----------------------------------------
+def _time(value: Any) -> float | None:
+    return value.timestamp() if isinstance(value, datetime) else None
+
+
+def _group(root: str, workspace: str, name: str) -> str:
+    """The study step a step was expanded from: its workspace's first folder under the
+    study (``simulate/SIZE.2`` -> ``simulate``; with --hashws the folder is the hash's)."""
+    path = os.path.normpath(workspace)
+    if not path.startswith(root + os.sep):
+        return name
+    return path[len(root) + 1:].split(os.sep, 1)[0] or name
+
+
+def plain_steps(graph: Any, root: Path) -> tuple[str, tuple[GraphStep, ...], dict, bool]:
+    """(the study's name, its steps as plain data, its batch block, canceled?)."""
+    ups, top, steps = parents(graph), os.path.normpath(str(root)), []
+    for key, record in graph.values.items():
+        if key == SOURCE or record is None:
+            continue
+        workspace = str(record.workspace.value)
+        steps.append(GraphStep(
+            name=record.name, group=_group(top, workspace, record.name),
+            state=record.status.name, jobids=tuple(str(j) for j in record.jobid),
+            workspace=workspace,
+            params={str(k): str(v) for k, v in (record.params or {}).items()},
+            restarts=int(record.restarts), submitted=_time(record._submit_time),
+            started=_time(record._start_time), ended=_time(record._end_time),
+            parents=tuple(ups.get(key, ()))))
+    return graph.name, tuple(steps), dict(graph._adapter or {}), bool(graph.is_canceled)
 
 
 # -- staging a study that does not run (render) --------------------------------

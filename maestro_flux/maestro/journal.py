@@ -130,12 +130,15 @@ def read(root: Path) -> Replay:
     """The journal of the study at ``root`` read back (empty if it has none).
 
     Raises NewerSchema (one line, naming the file and line) for a journal written by
-    a newer maestro-flux, and OSError if it cannot be read.
+    a newer maestro-flux, OSError if it cannot be read, and UnicodeDecodeError if it
+    holds what no maestro-flux writes.
     """
     path = root / FOLDER / JOURNAL
     if not path.exists():
         return Replay()
-    with open(path, errors="replace") as handle:
+    # Records are ASCII (json.dumps escapes the rest): other bytes are not a torn line
+    # but a damaged file, and raise UnicodeDecodeError.
+    with open(path, encoding="ascii") as handle:
         records = (parse(line, f"{path}:{number}") for number, line in enumerate(handle, 1))
         return replay(record for record in records if record is not None)
 
@@ -144,7 +147,7 @@ def read_conductors(root: Path) -> list[dict[str, Any]]:
     """The conductors journaled for the study at ``root`` (none if it cannot be read)."""
     try:
         return read(root).conductors
-    except (OSError, MaestroFluxError):
+    except (OSError, UnicodeDecodeError, MaestroFluxError):
         return []
 
 

@@ -38,7 +38,8 @@ NAMES: dict[tuple[str, str], tuple[str, ...]] = {
         "in_progress", "is_canceled", "name", "pickle", "ready_steps", "set_adapter",
         "topological_sort", "update_rlimit", "update_throttle", "values", "write_status"),
     (GRAPH_MODULE, "_StepRecord"): (
-        "_num_restarts", "generate_script", "jobid", "mark_end", "mark_submitted", "script",
+        "_end_time", "_num_restarts", "_start_time", "_submit_time", "generate_script",
+        "jobid", "mark_end", "mark_submitted", "name", "params", "restarts", "script",
         "setup_workspace", "status", "step", "workspace"),
     (STUDY_MODULE, "StudyStep"): ("name", "real_name", "run"),
     (STUDY_MODULE, "Study"): (

@@ -95,9 +95,10 @@ def load(directory: str, finished_ok: bool = False) -> Loaded:
     loaded = maestro_graph.load_graph(root, study, root / journals.FOLDER / PICKLE_BACKUP, batch)
     try:
         replay = journals.read(root)
-    except OSError as err:
-        raise MaestroFluxError(f"{root / journals.FOLDER / journals.JOURNAL}: cannot be read: "
-                               f"{err.strerror or err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise MaestroFluxError(f"{root / journals.FOLDER / journals.JOURNAL}: cannot be read "
+                               f"({reason})") from None
     status = maestro_graph.completion(loaded.graph)
     if status.name != "RUNNING" and not finished_ok:
         raise Finished(f"{directory}: the study has ended ({status.name}); nothing to resume")

@@ -82,6 +82,8 @@ class Job:
     queue: str | None = None
     #: Descriptions of the dependencies not yet met ("after-success=ID"), in DEPEND.
     waiting: list = field(default_factory=list)
+    #: The job had a dependency (job-list lists "dependencies" from then on).
+    dependency_set: bool = False
 
     @property
     def allocated(self) -> bool:
@@ -327,10 +329,27 @@ class Broker:
         for after in pending:
             self.after.setdefault(after.target, []).append(after)
             job.waiting.append(after.description)
+            job.dependency_set = True
             self._event(job, "dependency-add", {"description": after.description})
         if not job.waiting:
             self._depend_met(job)
         return {"id": job.id}
+
+    #: What job-list.list-attrs answers (src/modules/job-list/job_util.c's attributes,
+    #: in its order); t_priority and t_sched from 0.88 on.
+    LIST_ATTRS = ("userid", "urgency", "priority", "t_submit", "t_depend", "t_priority",
+                  "t_sched", "t_run", "t_cleanup", "t_inactive", "state", "name", "cwd",
+                  "queue", "project", "bank", "ntasks", "ncores", "duration", "nnodes",
+                  "ranks", "nodelist", "expiration", "waitstatus", "success",
+                  "exception_occurred", "exception_severity", "exception_type",
+                  "exception_note", "result", "annotations", "dependencies")
+
+    def _list_attrs(self) -> list[str]:
+        return [a for a in self.LIST_ATTRS if self.version.job_list_priority_times
+                or a not in ("t_priority", "t_sched")]
+
+    def rpc_job_list_list_attrs(self, payload: dict | None, cred: dict) -> dict:
+        return {"attrs": [*self._list_attrs(), "all"]}
 
     def rpc_job_list_list(self, payload: dict, cred: dict) -> dict:
         since = payload.get("since", 0.0)
@@ -346,13 +365,43 @@ class Broker:
                 continue
             if job.state == "INACTIVE" and job.t_inactive <= since:
                 continue
+            self._valid_attrs(wanted)  # as job_to_json: checked per job listed
             jobs.append(self._listing(job, wanted))
         limit = payload.get("max_entries", 0)
         return {"jobs": jobs[:limit] if limit else jobs}
 
+    def _valid_attrs(self, wanted: set) -> None:
+        for attr in sorted(wanted - {"all", "id"}):
+            if attr not in self._list_attrs():
+                raise RequestError(errno.EINVAL, f"{attr} is not a valid attribute")
+
+    def _times(self, job: Job) -> dict:
+        """The state times job-list keeps, from the job's events: DEPEND at validate,
+        PRIORITY at depend, SCHED at priority, RUN at alloc, CLEANUP at finish or a
+        fatal exception, INACTIVE at clean (each the first time)."""
+        times: dict = {}
+        for event in job.events:
+            key = {"validate": "t_depend", "depend": "t_priority", "priority": "t_sched",
+                   "alloc": "t_run", "finish": "t_cleanup", "clean": "t_inactive"}.get(
+                       event["name"])
+            if event["name"] == "exception" and event["context"]["severity"] == 0:
+                key = "t_cleanup"
+            if key and key not in times:
+                times[key] = event["timestamp"]
+        if not self.version.job_list_priority_times:
+            times.pop("t_priority", None)
+            times.pop("t_sched", None)
+        return times
+
     def _listing(self, job: Job, wanted: set) -> dict:
         entry = {"id": job.id, "userid": job.userid, "state": STATE[job.state], "name": job.name,
-                 "urgency": job.urgency, "t_submit": job.t_submit}
+                 "urgency": job.urgency, "t_submit": job.t_submit, **self._times(job)}
+        if job.allocated:
+            entry["nnodes"] = max(1, job.nodes)
+            entry["nodelist"] = socket.gethostname() if job.nodes <= 1 else \
+                f"{socket.gethostname()},{socket.gethostname()}"
+        if job.dependency_set:
+            entry["dependencies"] = list(job.waiting)
         if job.state == "INACTIVE":
             entry["result"] = RESULT[job.result()]
             entry["t_inactive"] = job.t_inactive
@@ -392,10 +441,17 @@ class Broker:
             raise RequestError(errno.EPERM, "Operation not permitted")
         answer = {"id": job.id}
         for key in payload.get("keys", []):
-            if key != "jobspec":
+            if key == "eventlog":  # RFC 18: one JSON object a line
+                value = [{"timestamp": e["timestamp"], "name": e["name"],
+                          **({"context": e["context"]} if e["context"] else {})}
+                         for e in job.events]
+                text = "".join(json.dumps(e) + "\n" for e in value)
+            elif key == "jobspec":
+                value = _as_ingested(job.jobspec)
+                text = json.dumps(value)
+            else:
                 raise RequestError(errno.ENOENT, "No such file or directory")
-            stored = _as_ingested(job.jobspec)
-            answer[key] = stored if payload.get("flags", 0) & 1 else json.dumps(stored)
+            answer[key] = value if payload.get("flags", 0) & 1 else text
         return answer
 
     def rpc_job_manager_raise(self, payload: dict, cred: dict) -> dict:

@@ -38,13 +38,16 @@ class Version:
     #: flux.job.JournalConsumer exists (bindings_api.json; flux-core 0.68 on). The
     #: broker's job-manager.events-journal is there in every recorded version.
     journal_consumer: bool = True
+    #: job-list lists t_priority and t_sched (0.88; src/modules/job-list/job_util.c).
+    job_list_priority_times: bool = True
 
 
 VERSIONS = {v.name: v for v in (
     Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
-            dependency_never_started=False, journal_consumer=False),
+            dependency_never_started=False, journal_consumer=False,
+            job_list_priority_times=False),
     Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False,
-            afterany_after_never_started=False),
+            afterany_after_never_started=False, job_list_priority_times=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
 )}
 
