@@ -118,6 +118,31 @@ def _add_resume(sub: Any) -> None:
     resume.set_defaults(func=_resume)
 
 
+def _add_steering(sub: Any) -> None:
+    from maestro_flux.cli import retry
+
+    again = sub.add_parser("retry", help="run again, in place, the steps that did not "
+                                         "succeed (or those named, and all below them)")
+    _conductor_options(again, "run the conductor")
+    again.add_argument("steps", nargs="*", metavar="STEP",
+                       help="a step, a study step (all its combinations) or a glob "
+                            "(step_*); default: every step that did not succeed")
+    again.add_argument("--dry", action="store_true",
+                       help="list what would run again, in graph order; submit nothing")
+    again.add_argument("--force", action="store_true",
+                       help="run named steps again even if they FINISHED")
+    again.set_defaults(func=retry.retry_study)
+    stop = sub.add_parser("cancel", help="cancel chosen steps of a running study, and all "
+                                         "below them; the rest goes on")
+    stop.add_argument("directory", help="the study's output directory")
+    stop.add_argument("steps", nargs="+", metavar="STEP",
+                      help="a step, a study step (all its combinations) or a glob (step_*)")
+    stop.add_argument("--wait", type=float, default=None,
+                      help="seconds to wait for the conductor's answer (default: the "
+                           "study's sleep + 30)")
+    stop.set_defaults(func=retry.cancel_steps)
+
+
 def _add_shim(sub: Any) -> None:
     shim = sub.add_parser("install-shim", help="register with Maestro after an editable install")
     shim.set_defaults(func=_install_shim)
@@ -133,7 +158,8 @@ def _add_views(sub: Any) -> None:
 
 
 #: Each command's arguments, in the order ``--help`` lists them.
-COMMANDS = (_add_run, _add_render_and_doctor, _add_resume, _add_views, _add_shim)
+COMMANDS = (_add_run, _add_render_and_doctor, _add_resume, _add_steering, _add_views,
+            _add_shim)
 
 
 def parser() -> argparse.ArgumentParser:

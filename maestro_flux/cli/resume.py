@@ -21,6 +21,14 @@ def resume_study(args: argparse.Namespace) -> int:
     except resume.Finished as done:
         print(f"maestro-flux: {done}")
         return 0
+    return take_up(loaded, args, "resuming")
+
+
+def take_up(loaded: resume.Loaded, args: argparse.Namespace, doing: str,
+            before: Callable[[], None] | None = None) -> int:
+    """Drive the loaded study: its lock, the environment it was started with, its broker
+    checked; ``before`` (a retry's changes) then runs, and the conductor, here (``-fg``)
+    or in the background, inheriting the lock."""
     sleep = args.sleeptime or loaded.replay.options.get("sleep") or resume.DEFAULT_SLEEP
     folder = loaded.root / resume.journals.FOLDER
     lock = (STUDIES.adopt_lock(folder, args.lock_fd) if args.lock_fd is not None
@@ -31,16 +39,18 @@ def resume_study(args: argparse.Namespace) -> int:
         print(f"maestro-flux: submitting with the environment {loaded.study.name} was started "
               f"with; this shell's differs: {difference} (--here-env uses this one)",
               flush=True)
+    if before is not None:
+        before()
     if not args.fg:
         pid = resume.background(args.directory, _forwarded(args, sleep), lock, env)
-        print(f"maestro-flux: resuming {loaded.study.name} in the background (pid {pid}); "
+        print(f"maestro-flux: {doing} {loaded.study.name} in the background (pid {pid}); "
               f"'maestro status {args.directory}' shows its progress")
         return 0
     maestro_graph.setup_logging(loaded.study, loaded.root)
     plan, by_token = resume.plan_for(loaded, broker, _progress(len(loaded.replay.unanswered())))
     resume.apply(loaded.graph, plan, broker, loaded.replay.attempts)
     maestro_graph.set_limits(loaded.graph, args.throttle, args.rlimit)
-    print(f"maestro-flux: resuming {loaded.study.name} from {loaded.whence}: "
+    print(f"maestro-flux: {doing} {loaded.study.name} from {loaded.whence}: "
           f"{plan.jobs_kept} job(s) in Flux kept ({by_token} found by their token), "
           f"{len(plan.ahead)} of them sent ahead; the steps not in Flux are submitted when "
           f"ready; a cycle every {sleep}s", flush=True)

@@ -133,3 +133,17 @@ class ConductorLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def live_holder(folder: Path) -> Holder | None:
+    """The process that drives the study, if it is alive on this host (the lock is not
+    taken to find out: a conductor starting at that moment must not be refused)."""
+    holder = read_holder(folder)
+    if holder is None or holder.host != socket.gethostname():
+        return holder  # another host's: this one cannot tell, so it counts as alive
+    try:
+        os.kill(holder.pid, 0)
+        command = Path(f"/proc/{holder.pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return holder if any(word in command for word in (b"conductor", b"maestro")) else None

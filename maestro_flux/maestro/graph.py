@@ -29,6 +29,7 @@ import dill
 
 from maestro_flux.maestro.maestro_imports import import_maestro
 from maestro_flux.model.ahead import StepView
+from maestro_flux.model.selection import StepFacts
 from maestro_flux.model.study_view import GraphStep
 
 LOGGER = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ def snapshot(graph: Any) -> dict[str, StepView]:
             for name, record in graph.values.items() if name != SOURCE}
 
 
+def step_facts(graph: Any) -> dict[str, StepFacts]:
+    """Each step's state and parents, in the graph's order (model/selection.py)."""
+    ups = parents(graph)
+    return {name: StepFacts(state(graph, name), tuple(ups[name])) for name in names(graph)}
+
+
 def subtree(graph: Any, name: str) -> list[str]:
     """The step and every step below it."""
     return list(graph.bfs_subtree(name)[0])
@@ -216,6 +223,42 @@ def adopt(graph: Any, name: str, ids: Iterable[str]) -> None:
     graph.in_progress.add(name)
     if name in graph.ready_steps:
         graph.ready_steps.remove(name)
+
+
+def reset_for_retry(graph: Any, names: Iterable[str]) -> None:
+    """Make the steps new again, as ``maestro run`` staged them: INITIALIZED, no restart
+    made, waiting on their parents; their earlier job ids stay (Maestro polls the last
+    only, and ``status.csv`` shows it until a new one comes). The study is no longer
+    canceled."""
+    initialized, ups = _enums().State.INITIALIZED, parents(graph)
+    for name in names:
+        record = graph.values[name]
+        record.status = initialized
+        record._num_restarts = 0
+        record._submit_time = record._start_time = record._end_time = None
+        for done in (graph.completed_steps, graph.failed_steps, graph.cancelled_steps,
+                     graph.in_progress):
+            done.discard(name)
+        if name in graph.ready_steps:
+            graph.ready_steps.remove(name)
+        graph._dependencies[name] = set(ups[name])
+    graph.is_canceled = False
+
+
+def cancel_steps(graph: Any, names: Iterable[str]) -> list[str]:
+    """End the steps CANCELLED, as Maestro ends the steps of a canceled study; returns
+    the jobs Maestro polled for them (to cancel in Flux)."""
+    canceled, jobs = _enums().State.CANCELLED, []
+    for name in names:
+        record = graph.values[name]
+        if name in graph.in_progress and record.jobid:
+            jobs.append(record.jobid[-1])
+        graph.in_progress.discard(name)
+        if name in graph.ready_steps:
+            graph.ready_steps.remove(name)
+        record.mark_end(canceled)
+        graph.cancelled_steps.add(name)
+    return jobs
 
 
 def set_restarts(graph: Any, name: str, count: int) -> None:

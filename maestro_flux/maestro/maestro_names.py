@@ -33,10 +33,11 @@ SPECIFICATION_MODULE = "maestrowf.specification"
 #: Maestro's private names.
 NAMES: dict[tuple[str, str], tuple[str, ...]] = {
     (GRAPH_MODULE, "ExecutionGraph"): (
-        "_adapter", "_check_study_completion", "_submission_throttle", "_tmp_dir",
-        "adjacency_table", "bfs_subtree", "dry_run", "execute_ready_steps", "failed_steps",
-        "in_progress", "is_canceled", "name", "pickle", "ready_steps", "set_adapter",
-        "topological_sort", "update_rlimit", "update_throttle", "values", "write_status"),
+        "_adapter", "_check_study_completion", "_dependencies", "_submission_throttle",
+        "_tmp_dir", "adjacency_table", "bfs_subtree", "cancelled_steps", "completed_steps",
+        "dry_run", "execute_ready_steps", "failed_steps", "in_progress", "is_canceled",
+        "name", "pickle", "ready_steps", "set_adapter", "topological_sort", "update_rlimit",
+        "update_throttle", "values", "write_status"),
     (GRAPH_MODULE, "_StepRecord"): (
         "_end_time", "_num_restarts", "_start_time", "_submit_time", "generate_script",
         "jobid", "mark_end", "mark_submitted", "name", "params", "restarts", "script",
@@ -51,7 +52,7 @@ NAMES: dict[tuple[str, str], tuple[str, ...]] = {
     (SPECIFICATION_MODULE, "YAMLSpecification"): (
         "batch", "description", "get_parameters", "get_study_environment",
         "get_study_steps", "name"),
-    ("maestrowf.abstracts.enums", "State"): ("FAILED", "INITIALIZED"),  # ENUMS_MODULE
+    ("maestrowf.abstracts.enums", "State"): ("CANCELLED", "FAILED", "INITIALIZED"),
 }
 #: Module-level functions graph.py calls.
 FUNCTIONS: dict[str, tuple[str, ...]] = {CONDUCTOR_MODULE: ("setup_logging", "sleep")}

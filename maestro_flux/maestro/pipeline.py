@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from maestro_flux.maestro import ahead, journal
+from maestro_flux.maestro import ahead, journal, steering
 from maestro_flux.maestro import graph as maestro_graph
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.conductor_lock import Held
@@ -40,8 +40,6 @@ LOGGER = logging.getLogger(__name__)
 PICKLE_BACKUP = "graph.pkl"
 #: Rounds per conductor cycle at most, while Flux keeps ending polled jobs.
 MAX_ROUNDS = 64
-#: maestro-flux's own requests to the study's conductor (cancel, retry) land here.
-REQUESTS = "requests"
 #: Maestro states (names) of a job that has ended, for the catch-up rounds.
 ENDED = frozenset(("FINISHED", "FAILED", "CANCELLED", "TIMEDOUT", "HWFAILURE", "UNKNOWN"))
 
@@ -87,7 +85,8 @@ class Conductor:
             return
         polled, running = maestro_graph.watched_jobs(graph)
         ahead = [job.jobid for job in study.ahead.values()]
-        requests = (*maestro_graph.request_files(journal.root), journal.folder / REQUESTS)
+        requests = (*maestro_graph.request_files(journal.root),
+                    steering.requests_folder(journal.root) / "cancel-*.json")
         study.wake.arm(self.adapter.broker(), requests, [*polled, *ahead], running,
                        self.round_began)
         STUDIES.conducting = study
@@ -134,6 +133,9 @@ class Conductor:
         self.round_began = time.time()
         submissions = study.submissions
         self._guarded("free steps to resubmit", maestro_graph.free_resubmissions, graph)
+        if submissions.journal is not None:
+            self._guarded("serve the study's requests", steering.serve,
+                          submissions.journal.root, graph, study, self.adapter)
         self._guarded("look for submissions whose answer was lost", submissions.resolve, graph)
         if self.ahead_on:
             self._guarded("check the jobs sent ahead", ahead.prune, graph, study, broker)

@@ -39,9 +39,9 @@ CHECK = 0.25
 
 @dataclass
 class Armed:
-    """What the next sleep watches: the study's broker, the request files, the jobs
-    Maestro polls or has sent ahead, those it knows are running, and when it last
-    looked."""
+    """What the next sleep watches: the study's broker, the request files (a name may
+    be a glob: ``requests/cancel-*.json``), the jobs Maestro polls or has sent ahead,
+    those it knows are running, and when it last looked."""
 
     broker: Broker
     requests: tuple[Path, ...]
@@ -78,7 +78,7 @@ class Wake:
             return
         watch = self._open(armed.broker)
         while (left := deadline - time.monotonic()) > 0:
-            if any(path.exists() for path in armed.requests):
+            if any(any(path.parent.glob(path.name)) for path in armed.requests):
                 self.last = "request"
                 return
             if watch is None:
