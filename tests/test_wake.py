@@ -207,3 +207,46 @@ def test_an_unarmed_sleep_is_a_plain_sleep():
     wake = Wake(Notices())
     wake.sleep(0.05)
     assert wake.last == "plain"
+
+
+class Changing:
+    """A watch that sees a change at once, every time it is asked."""
+
+    how = "a test's watch"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def changed(self, ids, running, timeout, since):
+        self.asked += 1
+        return True
+
+    def close(self):
+        pass
+
+
+@pytest.mark.unit
+def test_a_change_is_acted_on_no_sooner_than_twice_the_last_cycles_cost(tmp_path):
+    """Thousands of jobs start and end all the time: the conductor must not cycle
+    without pause. (A lower bound, which a slow machine only makes longer.)"""
+    wake = Wake(Notices())
+    wake._watch = Changing()
+    wake.arm(Unreachable(), [tmp_path / "cancel"], ["f1111111"], [], time.time(),
+             cycle_cost=0.5)
+    started = time.monotonic()
+    wake.sleep(60)
+    assert wake.last == "flux" and time.monotonic() - started >= 1.0
+    assert wake._watch.asked == 1  # asked once, then waited out the gap
+
+
+@pytest.mark.unit
+def test_a_request_is_acted_on_at_once_even_within_the_gap(tmp_path):
+    wake = Wake(Notices())
+    wake._watch = Changing()
+    request = tmp_path / "requests" / "cancel-1.json"
+    request.parent.mkdir()
+    wake.arm(Unreachable(), [request.parent / "cancel-*.json"], [], [], time.time(),
+             cycle_cost=30.0)
+    request.touch()
+    wake.sleep(600)
+    assert wake.last == "request"

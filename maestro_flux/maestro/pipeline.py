@@ -64,6 +64,7 @@ class Conductor:
         self.round_began = 0.0
 
     def cycle(self) -> Any:
+        began = time.monotonic()
         self._take_lock()
         self._guarded("write the conductor's heartbeat", self._note)
         for _ in range(MAX_ROUNDS):
@@ -74,10 +75,11 @@ class Conductor:
             self._guarded("cancel what was sent ahead", self.study.submissions.cancel_all,
                           self.adapter.broker())
         if status.name == "RUNNING":
-            self._guarded("watch the study's jobs until the next cycle", self._arm)
+            self._guarded("watch the study's jobs until the next cycle", self._arm,
+                          time.monotonic() - began)
         return status
 
-    def _arm(self) -> None:
+    def _arm(self, cost: float) -> None:
         """What the conductor's sleep watches until the next cycle (wake.py)."""
         study, graph = self.study, self.graph
         journal = study.submissions.journal
@@ -88,7 +90,7 @@ class Conductor:
         requests = (*maestro_graph.request_files(journal.root),
                     steering.requests_folder(journal.root) / "cancel-*.json")
         study.wake.arm(self.adapter.broker(), requests, [*polled, *ahead], running,
-                       self.round_began)
+                       self.round_began, cost)
         STUDIES.conducting = study
 
     def _take_lock(self) -> None:
