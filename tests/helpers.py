@@ -51,3 +51,14 @@ def graph_of(steps, tmp_path, **batch) -> ExecutionGraph:
         graph.add_step(step.name, step, str(tmp_path / step.name), 0)
         graph.add_connection(SOURCE, step.name)
     return graph
+
+
+def wait_until(check, timeout: float = 120, what: str = "the condition",
+               every: float = 0.2) -> None:
+    """Until ``check()`` is true; AssertionError naming ``what`` after ``timeout`` s."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from brokers import TESTS, start_broker, stop_broker
+from helpers import wait_until
 from test_studies_end_to_end import BIN, maestro, statuses, study_env
 
 from maestro_flux.broker import bindings, listing
@@ -169,16 +170,8 @@ study:
 """
 
 
-def wait_until(check, timeout: float = 120, what: str = "the condition") -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_cancel_of_one_branch_lets_the_rest_go_on(flux_mode, tmp_path):
+def running_branches(flux_mode, tmp_path) -> tuple[Path, dict]:
+    """The two-branch study started in the background, its 'slow' step running."""
     spec = tmp_path / "two.yaml"
     spec.write_text(TWO_BRANCHES)
     env = study_env(flux_mode)
@@ -187,6 +180,11 @@ def test_cancel_of_one_branch_lets_the_rest_go_on(flux_mode, tmp_path):
                    tmp_path).returncode == 0
     wait_until(lambda: (outdir / "status.csv").exists()
                and statuses(outdir).get("slow") == "RUNNING", what="slow to run")
+    return outdir, env
+
+
+def test_cancel_of_one_branch_lets_the_rest_go_on(flux_mode, tmp_path):
+    outdir, env = running_branches(flux_mode, tmp_path)
     done = mf(["cancel", str(outdir), "slow"], env)
     assert done.returncode == 0, done.stderr
     assert "canceled 2 step(s): slow, below_slow" in done.stdout
@@ -234,14 +232,7 @@ def test_steering_refuses_in_one_line(flux_mode, tmp_path):
 
 
 def test_retry_refuses_a_live_conductor_and_cancel_a_dead_one(flux_mode, tmp_path):
-    spec = tmp_path / "two.yaml"
-    spec.write_text(TWO_BRANCHES)
-    env = study_env(flux_mode)
-    outdir = tmp_path / "study"
-    assert maestro(["run", "-y", "-s", "600", "-o", str(outdir), str(spec)], env,
-                   tmp_path).returncode == 0
-    wait_until(lambda: (outdir / "status.csv").exists()
-               and statuses(outdir).get("slow") == "RUNNING", what="slow to run")
+    outdir, env = running_branches(flux_mode, tmp_path)
     live = mf(["retry", str(outdir), "slow"], env)
     assert live.returncode == 1 and "its conductor is still running (pid" in live.stderr
     beat = journals.heartbeat(outdir)

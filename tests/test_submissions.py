@@ -154,15 +154,23 @@ def test_a_lost_answer_whose_job_flux_never_had_is_abandoned(study, broker, tmp_
     assert events(tmp_path)[-1] == ("abandoned", "a")
 
 
-def test_an_answer_lost_while_the_broker_is_down_is_kept_open_and_found_later(
-        study, broker, tmp_path, flux_free_graph):
-    graph = flux_free_graph
+def lost_while_down(study, broker, tmp_path, graph) -> str:
+    """Maestro submits 'a' in a round; its answer is lost and the broker goes down
+    before the round's end; returns the placeholder Maestro holds."""
     broker.lose.add("a")
     study.open_cycle(graph)
     placeholder = study.for_maestro(send(study, broker, "a", tmp_path))
     graph.values["a"].jobid.append(placeholder)  # as Maestro records it
+    graph.values["a"].mark_submitted()
     broker.reachable = False
     study.close_cycle(graph)
+    return placeholder
+
+
+def test_an_answer_lost_while_the_broker_is_down_is_kept_open_and_found_later(
+        study, broker, tmp_path, flux_free_graph):
+    graph = flux_free_graph
+    placeholder = lost_while_down(study, broker, tmp_path, graph)
     assert set(study.unresolved) == {"a"}  # answer lost, and the broker cannot be asked
     assert graph.values["a"].jobid == [placeholder] and "a" in graph.in_progress
     assert events(tmp_path) == [("intent", "a")]  # open: a resume would search it
@@ -178,13 +186,7 @@ def test_an_answer_lost_while_the_broker_is_down_is_kept_open_and_found_later(
 def test_a_lost_answer_found_missing_later_makes_the_step_ready_again(
         study, broker, tmp_path, flux_free_graph):
     graph = flux_free_graph
-    broker.lose.add("a")
-    study.open_cycle(graph)
-    placeholder = study.for_maestro(send(study, broker, "a", tmp_path))
-    graph.values["a"].jobid.append(placeholder)
-    graph.values["a"].mark_submitted()
-    broker.reachable = False
-    study.close_cycle(graph)
+    lost_while_down(study, broker, tmp_path, graph)
     broker.reachable, broker.jobs = True, {}  # Flux has no job with its token
     study.resolve(graph)
     assert graph.values["a"].jobid == [] and "a" not in graph.in_progress

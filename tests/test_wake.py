@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from brokers import TESTS
-from helpers import make_step, write_and_submit
+from helpers import make_step, wait_until, write_and_submit
 from test_studies_end_to_end import maestro, statuses, study_env
 
 from maestro_flux.broker import bindings, events, listing
@@ -43,15 +43,6 @@ def cycles(text: str) -> int:
 
 def log_of(outdir: Path, name: str) -> str:
     return (outdir / "logs" / f"{name}.log").read_text()
-
-
-def wait_until(check, timeout: float = 120, what: str = "the condition") -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.e2e
