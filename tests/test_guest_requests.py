@@ -19,7 +19,7 @@ from typing import Any
 
 from brokers import RECORDINGS, ROOT
 
-from maestro_flux.broker import cancel, inventory, queues
+from maestro_flux.broker import cancel, inventory, queues, study_jobs
 
 #: Requests a guest is answered, as recorded, with what they are for.
 ANSWERED = {
@@ -35,6 +35,7 @@ FALLBACKS = {
     "config.get": "test_queues_without_config_get_and_without_either",
     "job-list.list-id": "test_a_refused_cancel_keeps_the_brokers_words_without_the_owner",
     "resource.status": "test_resources_unknown_when_resource_status_is_refused",
+    "job-list.list-attrs": "test_the_views_ask_what_every_version_lists_when_not_told",
 }
 REFUSED = OSError(errno.EPERM, "Request requires owner credentials")
 
@@ -109,3 +110,11 @@ def test_a_refused_cancel_keeps_the_brokers_words_without_the_owner():
     named = cancel._not_yours(Handle({"job-list.list-id": {"job": {"userid": 0}}}), 42, words)
     assert str(named) == ("[Errno 1] it is another user's job (owner: root, uid 0); only they "
                           "or the instance owner can cancel it")
+
+
+def test_the_views_ask_what_every_version_lists_when_not_told():
+    handle = Handle()
+    assert study_jobs.offered_attrs(handle) == set(study_jobs.EVERYWHERE)
+    assert handle.asked == ["job-list.list-attrs"]
+    assert "t_run" in study_jobs.EVERYWHERE and "t_sched" not in study_jobs.EVERYWHERE
+

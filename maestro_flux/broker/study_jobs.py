@@ -29,9 +29,17 @@ WANTED = ("state", "result", "queue", "nnodes", "nodelist", "t_submit", "t_depen
 WINDOW = 256
 
 
+#: What every supported job-list lists (0.61.2 on), should list-attrs be refused.
+EVERYWHERE = frozenset(WANTED) - {"t_priority", "t_sched"}
+
+
 def offered_attrs(handle: Any) -> set[str]:
-    """The attributes this broker's job-list can list."""
-    return set(handle.rpc("job-list.list-attrs").get()["attrs"])
+    """The attributes this broker's job-list can list (those every supported version
+    lists, where the broker will not say)."""
+    try:
+        return set(handle.rpc("job-list.list-attrs").get()["attrs"])
+    except OSError:
+        return set(EVERYWHERE)
 
 
 def list_jobs(handle: Any, since: float, attrs: Iterable[str]) -> dict[int, dict]:
