@@ -150,11 +150,58 @@ def _add_shim(sub: Any) -> None:
     unshim.set_defaults(func=_remove_shim)
 
 
-def _add_views(sub: Any) -> None:
-    from maestro_flux.cli import report, status
+def _status(args: argparse.Namespace) -> int:
+    from maestro_flux.cli import status  # rich's views: imported when asked for
 
-    status.add_parser(sub)
-    report.add_parser(sub)
+    return status.main(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from maestro_flux.cli import report  # plotly and networkx: imported when asked for
+
+    return report.main(args)
+
+
+def _add_status(sub: Any) -> None:
+    status = sub.add_parser("status", help="the study as Flux runs it: each step's Maestro "
+                                           "and Flux state, laid out by the graph")
+    status.add_argument("directory", help="the study's output directory")
+    status.add_argument("--watch", action="store_true",
+                        help="refresh in place until the study ends")
+    status.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between refreshes with --watch (at least 1; default 2)")
+    status.add_argument("--json", action="store_true",
+                        help="print the data as JSON (one line per refresh with --watch)")
+    status.add_argument("--unfold", nargs="*", metavar="GROUP",
+                        help="show every step of these parameter groups (none named: of all)")
+    status.add_argument("--fold-above", type=int, default=None, metavar="N",
+                        help="fold a level's parameter group of more than N steps (default: "
+                             "fold only when the steps do not fit the screen)")
+    status.add_argument("--uri", help="ask this broker (default: the study's own: flux_uri, "
+                                      "else FLUX_URI, else the system instance)")
+    status.add_argument("--offline", action="store_true",
+                        help="show what the study's files say, without asking Flux")
+    status.set_defaults(func=_status)
+
+
+def _add_report(sub: Any) -> None:
+    report = sub.add_parser("report", help="one self-contained HTML file: the study's "
+                                           "graph, a timeline of its jobs, a summary")
+    report.add_argument("directory", help="the study's output directory")
+    report.add_argument("-o", "--output", default=None,
+                        help="the HTML file to write (default: STUDY_DIR/report.html)")
+    report.add_argument("--fold-above", type=int, default=24, metavar="N",
+                        help="draw a level's parameter group of more than N steps as one "
+                             "node (default 24)")
+    report.add_argument("--uri", help="ask this broker (default: the study's own)")
+    report.add_argument("--offline", action="store_true",
+                        help="from the study's files only, without asking Flux")
+    report.set_defaults(func=_report)
+
+
+def _add_views(sub: Any) -> None:
+    _add_status(sub)
+    _add_report(sub)
 
 
 #: Each command's arguments, in the order ``--help`` lists them.

@@ -48,21 +48,6 @@ CRITICAL = "#b0006d"
 LABELLED = 80
 
 
-def add_parser(sub: Any) -> None:
-    report = sub.add_parser("report", help="one self-contained HTML file: the study's "
-                                           "graph, a timeline of its jobs, a summary")
-    report.add_argument("directory", help="the study's output directory")
-    report.add_argument("-o", "--output", default=None,
-                        help="the HTML file to write (default: STUDY_DIR/report.html)")
-    report.add_argument("--fold-above", type=int, default=24, metavar="N",
-                        help="draw a level's parameter group of more than N steps as one "
-                             "node (default 24)")
-    report.add_argument("--uri", help="ask this broker (default: the study's own)")
-    report.add_argument("--offline", action="store_true",
-                        help="from the study's files only, without asking Flux")
-    report.set_defaults(func=main)
-
-
 def main(args: argparse.Namespace) -> int:
     logging.getLogger("maestro_flux.broker").setLevel(logging.CRITICAL)
     observer = Observer(args.directory, uri=args.uri, eventlogs=True, offline=args.offline)

@@ -46,28 +46,6 @@ CHROME = 9
 MIN_INTERVAL = 1.0
 
 
-def add_parser(sub: Any) -> None:
-    status = sub.add_parser("status", help="the study as Flux runs it: each step's Maestro "
-                                           "and Flux state, laid out by the graph")
-    status.add_argument("directory", help="the study's output directory")
-    status.add_argument("--watch", action="store_true",
-                        help="refresh in place until the study ends")
-    status.add_argument("--interval", type=float, default=2.0,
-                        help="seconds between refreshes with --watch (at least 1; default 2)")
-    status.add_argument("--json", action="store_true",
-                        help="print the data as JSON (one line per refresh with --watch)")
-    status.add_argument("--unfold", nargs="*", metavar="GROUP",
-                        help="show every step of these parameter groups (none named: of all)")
-    status.add_argument("--fold-above", type=int, default=None, metavar="N",
-                        help="fold a level's parameter group of more than N steps (default: "
-                             "fold only when the steps do not fit the screen)")
-    status.add_argument("--uri", help="ask this broker (default: the study's own: flux_uri, "
-                                      "else FLUX_URI, else the system instance)")
-    status.add_argument("--offline", action="store_true",
-                        help="show what the study's files say, without asking Flux")
-    status.set_defaults(func=main)
-
-
 def main(args: argparse.Namespace) -> int:
     logging.getLogger("maestro_flux.broker").setLevel(logging.CRITICAL)  # one line of ours
     observer = Observer(args.directory, uri=args.uri, offline=args.offline)
