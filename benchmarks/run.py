@@ -48,9 +48,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--view-sizes", type=_sizes, default=[1000, 10000],
         help="study sizes whose status and report are timed from their files (views)")
     add("--only", choices=["micro", "studies", "critical-path", "faults", "ready-queue",
-                           "resume", "wake", "views"], default=None,
-        help="critical-path, faults, ready-queue, resume, wake and views run only when "
-             "asked for")
+                           "resume", "wake", "views", "scale"], default=None,
+        help="critical-path, faults, ready-queue, resume, wake, views and scale run only "
+             "when asked for")
+    add("--scale-sizes", type=_sizes, default=[5000, 10000],
+        help="sweep sizes against flux submit --cc, scale")
     add("--fault-sizes", type=_sizes, default=[6, 996],
         help="sweep sizes of the fault studies (each has 4 more steps)")
     add("--kills", type=int, default=10, help="conductor SIGKILLs per fault study")

@@ -15,6 +15,7 @@ from benchmarks.faults import fault_rows
 from benchmarks.ready_queue import ready_queue_rows
 from benchmarks.report import Row
 from benchmarks.resume import resume_rows
+from benchmarks.scale import scale_rows
 from benchmarks.studies import study_rows
 from benchmarks.views import view_rows
 from benchmarks.wake import wake_rows
@@ -26,6 +27,9 @@ def run_all(args: argparse.Namespace, work: Path, real: bool) -> list[Row]:
         print("faults ...", file=sys.stderr, flush=True)
         return fault_rows(work / "faults", args.fault_sizes, args.kills, args.seed,
                           args.fault_kinds.split(","), args.ssh)
+    if args.only == "scale":
+        print("large sweeps ...", file=sys.stderr, flush=True)
+        return scale_rows(work / "scale", args.scale_sizes, real)
     if args.only == "wake":
         print("waking on Flux ...", file=sys.stderr, flush=True)
         return wake_rows(work / "wake", args.idle_sizes)
