@@ -246,8 +246,11 @@ class Observer:
 
     # -- one look ------------------------------------------------------------------
     def look(self, now: float | None = None) -> Gathered:
-        replay, read = self.journal(), self.graph()
         now = time.time() if now is None else now
+        # The conductor first: one found gone before the graph is read left that graph
+        # final; one that ends meanwhile is still shown running (the next look tells).
+        conductor = conductor_state(self.root, now)
+        replay, read = self.journal(), self.graph()
         sent = [replace(s, jobid=_canonical(s.jobid)) if s.jobid else s
                 for s in replay.sent.values()]
         steps = tuple(GraphStep(**{**step.__dict__,
@@ -258,7 +261,7 @@ class Observer:
         wanted = {jobids.parse_jobid(j) for ids in history.values() for j in ids}
         jobs, broker_note = self._flux_jobs(read, wanted)
         views = self._views(steps, jobs, sent, now)
-        snapshot = self._snapshot(read, replay, views, broker_note, now)
+        snapshot = self._snapshot(read, replay, views, broker_note, now, conductor)
         return Gathered(snapshot, steps, jobs, history, read, replay)
 
     def _flux_jobs(self, read: StudyGraph,
@@ -289,8 +292,8 @@ class Observer:
         return join(steps, jobs, sent, err_lines=errs, now=now) if errs else views
 
     def _snapshot(self, read: StudyGraph, replay: Replay, views: list, broker_note: str | None,
-                  now: float) -> Snapshot:
-        beat, alive = conductor_state(self.root, now)
+                  now: float, conductor: tuple[dict, bool | None]) -> Snapshot:
+        beat, alive = conductor
         ended = study_ended(views, alive, read.cancelled)
         conductor = conductor_text(beat, alive, ended, self.root, now)
         if not read.steps:

@@ -10,6 +10,7 @@ are the real step names even under ``maestro run --hashws``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,7 @@ def read_graph(root: Path, name: str | None = None) -> StudyGraph:
     tried = []
     for path in pickles(root, name):
         try:
-            with open(path, "rb") as handle:
-                graph = dill.load(handle)
+            graph = _load(path)
         except FileNotFoundError:
             continue
         except Exception as err:  # torn by a kill mid-write, or not Maestro's
@@ -69,6 +69,26 @@ def read_graph(root: Path, name: str | None = None) -> StudyGraph:
         raise MaestroFluxError(f"cannot read the study's graph: {tried[0]}")
     raise NoGraphYet(f"{root}: no graph pickled yet ({root}/<study>.pkl): its "
                            "conductor has not finished a cycle")
+
+
+#: Tries of a pickle that will not load: Maestro may be rewriting it in place (every
+#: cycle) just then; a view that fell back to the older copy at once would show the
+#: study as it was a cycle ago.
+TRIES, PAUSE = 3, 0.2
+
+
+def _load(path: Path) -> Any:
+    for attempt in range(TRIES):
+        try:
+            with open(path, "rb") as handle:
+                return dill.load(handle)
+        except FileNotFoundError:
+            raise
+        except Exception:
+            if attempt == TRIES - 1:
+                raise
+            time.sleep(PAUSE)
+    raise AssertionError("unreachable")
 
 
 def _plain(graph: Any, path: Path, root: Path) -> StudyGraph:
