@@ -54,10 +54,10 @@ class _FullDisk:
             raise OSError(errno.ENOSPC, "No space left on device")
         return self._handle.write(text)
 
-    def __enter__(self):
-        return self
+    def flush(self) -> None:
+        self._handle.flush()
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         self._handle.close()
 
 

@@ -217,16 +217,16 @@ class Changing:
 
 
 @pytest.mark.unit
-def test_a_change_is_acted_on_no_sooner_than_twice_the_last_cycles_cost(tmp_path):
+def test_a_change_is_acted_on_no_sooner_than_nine_times_the_last_cycles_cost(tmp_path):
     """Thousands of jobs start and end all the time: the conductor must not cycle
     without pause. (A lower bound, which a slow machine only makes longer.)"""
     wake = Wake(Notices())
     wake._watch = Changing()
     wake.arm(Unreachable(), [tmp_path / "cancel"], ["f1111111"], [], time.time(),
-             cycle_cost=0.5)
+             cycle_cost=0.2)
     started = time.monotonic()
     wake.sleep(60)
-    assert wake.last == "flux" and time.monotonic() - started >= 1.0
+    assert wake.last == "flux" and time.monotonic() - started >= 0.2 * 9
     assert wake._watch.asked == 1  # asked once, then waited out the gap
 
 

@@ -59,6 +59,8 @@ class Broker:
     _guest: bool | None = None
     _last_poll: float | None = None
     _final: dict[int, JobStatus] = field(default_factory=dict)
+    #: The last poll's answer (active jobs, and those that ended since the one before).
+    _recent: dict[int, JobStatus] = field(default_factory=dict)
     _down_since: float | None = None
     #: Ids this process was asked to cancel: if the broker is gone, they count
     #: as canceled, so that ``maestro cancel`` still ends the study.
@@ -187,15 +189,21 @@ class Broker:
         """What a job submitted here asked for; forgotten once asked (its end is told)."""
         return self._asks.pop(jobid)
 
-    def statuses(self, jobids: Iterable[int]) -> dict[int, JobStatus | None]:
+    def statuses(self, jobids: Iterable[int],
+                 max_age: float = 0.0) -> dict[int, JobStatus | None]:
         """Status of each id from one job-list request (None: unknown to the broker).
 
         Inactive jobs never change, so their status is remembered and later
-        polls ask only for jobs that went inactive since the previous poll.
+        polls ask only for jobs that went inactive since the previous poll. With
+        ``max_age``, the last poll's answer serves if it is that recent and lists them
+        all (a study of thousands of jobs is not listed three times a cycle).
         """
         wanted = set(jobids)
         missing = wanted - self._final.keys()
         last = self._last_poll
+        if max_age and last is not None and time.time() - last <= max_age \
+                and missing <= self._recent.keys():
+            return {jobid: self._final.get(jobid) or self._recent[jobid] for jobid in wanted}
         found = self._poll(last) if missing else {}
         if missing - found.keys() and last is not None:
             found = self._poll(None)  # an id we never saw: ask for the whole history once
@@ -213,6 +221,7 @@ class Broker:
             if status.state == "INACTIVE":
                 self._final[int(entry["id"])] = status
         self.listing_grace.listed(found)
+        self._recent = found
         return found
 
     def awaiting_listing(self, jobid: int) -> bool:

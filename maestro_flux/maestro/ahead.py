@@ -31,6 +31,9 @@ from maestro_flux.model.ahead import AheadJob, Send, Verdict, next_wave, verdict
 from maestro_flux.model.ahead import throttle_room as room_for
 
 LOGGER = logging.getLogger(__name__)
+#: How old a poll prune may read the jobs sent ahead from: a parent's dependency
+#: exception seen a second late only delays forgetting a job that will never run.
+PRUNE_STALE = 2.0
 
 
 def throttle_room(graph: Any, study: StudyState) -> int | None:
@@ -48,7 +51,7 @@ def prune(graph: Any, study: StudyState, broker: Any) -> None:
         return
     steps = maestro_graph.snapshot(graph)
     numbers = {name: jobids.parse_jobid(job.jobid) for name, job in study.ahead.items()}
-    statuses = broker.statuses(set(numbers.values()))
+    statuses = broker.statuses(set(numbers.values()), max_age=PRUNE_STALE)
     verdicts = {}
     for name, job in study.ahead.items():
         status = statuses.get(numbers[name])

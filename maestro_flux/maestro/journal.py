@@ -50,24 +50,36 @@ class Journal:
         self.notices = notices or Notices()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._fresh_line = not _ends_a_line(self.path)
+        self._file: Any = None
 
     def write(self, *records: Record) -> bool:
         """Append whole lines in one write; False (logged once) if it failed."""
         now = time.time()
         text = "".join(replace(r, time=r.time or now).line() + "\n" for r in records)
         try:
-            with open(self.path, "a") as handle:
-                handle.write(("\n" if self._fresh_line else "") + text)
+            if self._file is None:  # kept open: a study of 10,000 steps writes 20,000 lines
+                self._file = open(self.path, "a")
+            self._file.write(("\n" if self._fresh_line else "") + text)
+            self._file.flush()
             self._fresh_line = False
             return True
         except OSError as err:
             self._fresh_line = True  # a part may have been written
+            self.close()  # opened again at the next write (a full disk, a lost NFS mount)
             self.notices.log_once(LOGGER, logging.ERROR, f"journal:{err.errno}",
                                   "maestro-flux: cannot write the study's journal %s (%s); "
                                   "the study goes on, and 'maestro-flux resume' finds its "
                                   "jobs by the token each carries", self.path,
                                   err.strerror or err)
             return False
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
 
     def intent(self, step: str, kind: str, name: str, waits_on: tuple = (), restarts: int = 0,
                attempt: int = 1) -> str:

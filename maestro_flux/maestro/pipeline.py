@@ -143,19 +143,28 @@ class Conductor:
             self._guarded("check the jobs sent ahead", ahead.prune, graph, study, broker)
             maestro_graph.set_ready(graph, ahead.ReadyQueue(maestro_graph.ready(graph), study,
                                                             graph))
-        submissions.open_cycle(graph)
+        study.environment = dict(os.environ)
         try:
-            status = self.maestro_round()
+            submissions.open_cycle(graph)
+            try:
+                status = self.maestro_round()
+            finally:
+                maestro_graph.plain_ready(graph)  # what Maestro pickles
+                submissions.close_cycle(graph)
+            if self.ahead_on and not maestro_graph.is_canceled(graph):
+                self._after_round(status, broker)
         finally:
-            maestro_graph.plain_ready(graph)  # what Maestro pickles
-            submissions.close_cycle(graph)
-        if self.ahead_on and not maestro_graph.is_canceled(graph):
-            # Maestro may have failed a parent (or found it UNKNOWN) in this round: its
-            # children's jobs are canceled now, before Flux can start them.
-            self._guarded("check the jobs sent ahead", ahead.prune, graph, study, broker)
-            if status.name == "RUNNING":
-                self._guarded("send steps ahead", ahead.send, graph, study, self.adapter)
+            study.environment = None
         return status
+
+    def _after_round(self, status: Any, broker: Any) -> None:
+        """Maestro may have failed a parent (or found it UNKNOWN) in this round: its
+        children's jobs are canceled now, before Flux can start them; then the steps
+        that can go ahead are sent."""
+        graph, study = self.graph, self.study
+        self._guarded("check the jobs sent ahead", ahead.prune, graph, study, broker)
+        if status.name == "RUNNING":
+            self._guarded("send steps ahead", ahead.send, graph, study, self.adapter)
 
     def _flux_ended_some(self) -> bool:
         """True if a job Maestro polls has already ended in Flux."""

@@ -178,7 +178,7 @@ class StepPlanner:
             raise BatchBlockError(self.problem)
         request = self.plan(step, cwd).request
         environment = job_environment(request.get("env", ()), self.options.env_deny,
-                                      read_rules=read_rule_file)
+                                      self.study.environment, read_rules=read_rule_file)
         environment.update(env or {})
         with open(path) as handle:
             script_text = handle.read()

@@ -63,6 +63,9 @@ class StudyState:
     lock: ConductorLock | None = None
     #: The conductor's wait between cycles, ended by Flux (wake.py).
     wake: Wake = field(init=False)
+    #: The conductor's environment, read once a round (its jobs' source): reading
+    #: os.environ for each of thousands of steps cost more than their scripts.
+    environment: dict[str, str] | None = None
     _brokers: dict[str | None, Broker] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -38,9 +38,10 @@ CHECK = 0.25
 #: A change in Flux is acted on no sooner than this many seconds into the wait, nor
 #: sooner than COST_RATIO times what the last cycle cost (its rounds, Maestro's pickle
 #: and status.csv): a study of thousands of running jobs, which start and end all the
-#: time, keeps its conductor below a third of a core instead of cycling without pause.
+#: time, keeps its conductor near a tenth of a core instead of cycling without pause,
+#: while a small study's cycle (milliseconds) is run within FLOOR of a change.
 FLOOR = 0.2
-COST_RATIO = 2.0
+COST_RATIO = 9.0
 
 
 @dataclass

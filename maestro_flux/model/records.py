@@ -76,11 +76,12 @@ class Record:
 
     def line(self) -> str:
         """The record as its journal line (no newline)."""
-        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data = {name: value for name in _ORDER if (value := getattr(self, name)) is not None}
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-_FIELDS = frozenset(Record.__dataclass_fields__)
+_ORDER = tuple(Record.__dataclass_fields__)
+_FIELDS = frozenset(_ORDER)
 
 
 def _check_version(data: dict, where: str, what: str) -> None:
