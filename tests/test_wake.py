@@ -208,8 +208,9 @@ class Changing:
     def __init__(self) -> None:
         self.asked = 0
 
-    def changed(self, ids, running, timeout, since):
+    def changed(self, ids, running, timeout, since, ended=None):
         self.asked += 1
+        time.sleep(timeout)  # as a real watch waits when nothing new comes
         return True
 
     def close(self):
@@ -227,7 +228,6 @@ def test_a_change_is_acted_on_no_sooner_than_nine_times_the_last_cycles_cost(tmp
     started = time.monotonic()
     wake.sleep(60)
     assert wake.last == "flux" and time.monotonic() - started >= 0.2 * 9
-    assert wake._watch.asked == 1  # asked once, then waited out the gap
 
 
 @pytest.mark.unit
@@ -241,3 +241,22 @@ def test_a_request_is_acted_on_at_once_even_within_the_gap(tmp_path):
     request.touch()
     wake.sleep(600)
     assert wake.last == "request"
+
+
+class Ending(Changing):
+    """A watch that sees every watched job end."""
+
+    def changed(self, ids, running, timeout, since, ended=None):
+        ended.update(ids)
+        return True
+
+
+@pytest.mark.unit
+def test_the_last_watched_jobs_ending_is_acted_on_at_once(tmp_path):
+    wake = Wake(Notices())
+    wake._watch = Ending()
+    wake.arm(Unreachable(), [tmp_path / "cancel"], ["f1111111"], [], time.time(),
+             cycle_cost=30.0)  # a gap of minutes, were any watched job left
+    wake.sleep(600)
+    assert wake.last == "flux"
+

@@ -68,12 +68,12 @@ class JournalWatch:
         # it, raise a refusal now, and leave an answer to poll() (get() keeps it).
         self._consumer.rpc.wait_for(FIRST_ANSWER).get()
 
-    def changed(self, ids: set[int], running: set[int], timeout: float,
-                since: float) -> bool:
+    def changed(self, ids: set[int], running: set[int], timeout: float, since: float,
+                ended: set[int] | None = None) -> bool:
         """True as soon as one of ``ids`` starts (and is not in ``running``, the jobs
         Maestro knows run) or ends (Maestro watches only jobs it has not seen end);
         False after ``timeout`` seconds without such an event. Events that came while
-        the conductor was busy are read first."""
+        the conductor was busy are read first. The ids seen ending go into ``ended``."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -84,6 +84,8 @@ class JournalWatch:
             if event is None:
                 raise OSError(errno.ECONNRESET, "the job manager's journal ended")
             if event.jobid in ids and news(event.name, event.context, event.jobid in running):
+                if ended is not None and event.name != "start":
+                    ended.add(event.jobid)
                 return True
             if left <= 0:
                 return False
@@ -113,22 +115,25 @@ class ListingWatch:
         self.requests += 1
         return self._handle.rpc("job-list.list", payload).get()["jobs"]
 
-    def changed(self, ids: set[int], running: set[int], timeout: float,
-                since: float) -> bool:
+    def changed(self, ids: set[int], running: set[int], timeout: float, since: float,
+                ended: set[int] | None = None) -> bool:
         """True if one of ``ids`` runs and is not in ``running``, or has ended (Maestro
-        polls only jobs it has not seen end)."""
+        polls only jobs it has not seen end). The ids seen ended go into ``ended``."""
         now = self._clock()
         if now < self._next:
             time.sleep(min(timeout, self._next - now))
             if self._clock() < self._next:
                 return False
         self._next = self._clock() + INTERVAL
+        found = False
         for entry in self.listing(since):
             jobid, state = int(entry["id"]), entry.get("state")
-            if jobid in ids and (state == INACTIVE or (state in RUNNING
-                                                       and jobid not in running)):
-                return True
-        return False
+            if jobid not in ids:
+                continue
+            if state == INACTIVE and ended is not None:
+                ended.add(jobid)
+            found = found or state == INACTIVE or (state in RUNNING and jobid not in running)
+        return found
 
     def close(self) -> None:
         """Nothing held open."""

@@ -88,20 +88,22 @@ class Wake:
             return
         cost = armed.cycle_cost + (time.monotonic() - armed.armed_at)  # + pickle, status
         not_before = time.monotonic() + max(FLOOR, COST_RATIO * cost)
-        watch, changed = self._open(armed.broker), False
+        watch, changed, ended = self._open(armed.broker), False, set()
         while (left := deadline - time.monotonic()) > 0:
             if any(any(path.parent.glob(path.name)) for path in armed.requests):
                 self.last = "request"
                 return
-            if changed and time.monotonic() >= not_before:
+            # Every watched job has ended: nothing runs any more to compete with the
+            # cycle, and the study may be over; else a change waits out the gap.
+            if changed and (time.monotonic() >= not_before or armed.ids <= ended):
                 self.last = "flux"
                 return
-            if watch is None or changed:
-                time.sleep(min(CHECK, left, max(0.01, not_before - time.monotonic())))
+            if watch is None:
+                time.sleep(min(CHECK, left))
                 continue
             try:
                 changed = watch.changed(armed.ids, armed.running, min(CHECK, left),
-                                        armed.since)
+                                        armed.since, ended) or changed
             except (OSError, MaestroFluxError) as err:
                 watch = self._lost(armed.broker, err)
 
