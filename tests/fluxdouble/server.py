@@ -258,12 +258,17 @@ class Broker:
             "starttime": 0.0, "expiration": 0.0, "nodelist": [socket.gethostname()]}}
 
     def rpc_resource_status(self, payload: dict | None, cred: dict) -> dict:
-        return {"R": self._R(), "nodelist": socket.gethostname(), "allocated": "",
-                "torpid": "", "online": f"0-{self.size - 1}", "offline": "", "exclude": "",
-                "drain": {}}
+        """Any user's, guests' too; the keys of the version played (guest_rpcs.json)."""
+        answer = {"R": self._R(), "online": f"0-{self.size - 1}", "offline": "",
+                  "exclude": "", "drain": {}}
+        if self.version.torpid_ranks:
+            answer["torpid"] = ""
+        return answer
 
     def rpc_sched_resource_status(self, payload: dict | None, cred: dict) -> dict:
-        self._owner_only(cred)
+        """sched-simple's: the owner's only from 0.88 on (guest_rpcs.json)."""
+        if not self.version.sched_status_to_guests:
+            self._owner_only(cred)
         return {"all": self._R(), "allocated": None, "down": None}
 
     def rpc_job_ingest_submit(self, payload: dict, cred: dict) -> dict:
