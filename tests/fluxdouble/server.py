@@ -261,13 +261,13 @@ class Broker:
         """Any user's, guests' too; the keys of the version played (guest_rpcs.json)."""
         answer = {"R": self._R(), "online": f"0-{self.size - 1}", "offline": "",
                   "exclude": "", "drain": {}}
-        if self.version.torpid_ranks:
+        if self.version.name in versions.TORPID_RANKS:
             answer["torpid"] = ""
         return answer
 
     def rpc_sched_resource_status(self, payload: dict | None, cred: dict) -> dict:
         """sched-simple's: the owner's only from 0.88 on (guest_rpcs.json)."""
-        if not self.version.sched_status_to_guests:
+        if self.version.name not in versions.SCHED_STATUS_TO_GUESTS:
             self._owner_only(cred)
         return {"all": self._R(), "allocated": None, "down": None}
 

@@ -35,18 +35,13 @@ class Version:
     #: An afterany dependent of a job that never started is released (0.61, 0.88);
     #: 0.76 fails it too ("job never started").
     afterany_after_never_started: bool = True
-    #: sched-simple answers sched.resource-status to a guest (0.61, 0.76); 0.88 refuses
-    #: it, "Request requires owner credentials" (VERSION/guest_rpcs.json).
-    sched_status_to_guests: bool = False
-    #: resource.status lists the torpid ranks (0.76 on; VERSION/guest_rpcs.json).
-    torpid_ranks: bool = True
 
 
 VERSIONS = {v.name: v for v in (
     Version("0.61.2", 61, job_list_constraint=False, detailed_unsatisfiable_note=False,
-            dependency_never_started=False, sched_status_to_guests=True, torpid_ranks=False),
+            dependency_never_started=False),
     Version("0.76.0", 76, job_list_constraint=True, detailed_unsatisfiable_note=False,
-            afterany_after_never_started=False, sched_status_to_guests=True),
+            afterany_after_never_started=False),
     Version("0.88.0", 88, job_list_constraint=True, detailed_unsatisfiable_note=True),
 )}
 
@@ -58,3 +53,11 @@ def get(name: str | None = None) -> Version:
         raise ValueError(f"fluxdouble: no recorded flux-core {name} (have "
                          f"{', '.join(VERSIONS)})")
     return VERSIONS[name]
+
+
+# -- what a guest is answered (tests/recordings/VERSION/guest_rpcs.json) ------------
+#: The versions whose sched-simple answers sched.resource-status to a guest; 0.88 refuses
+#: it, "Request requires owner credentials".
+SCHED_STATUS_TO_GUESTS = {"0.61.2", "0.76.0"}
+#: The versions whose resource.status lists the torpid ranks (0.76 on).
+TORPID_RANKS = {"0.76.0", "0.88.0"}
