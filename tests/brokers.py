@@ -186,8 +186,9 @@ def real_config() -> Path | None:
     return Path(config).resolve() if config else None
 
 
-#: Requests sched-simple refuses a guest (guest_rpcs.json) and Fluxion answers any user:
-#: sched-fluxion-qmanager 0.54 registers them with FLUX_ROLE_USER (qmanager.cpp).
+#: Requests Fluxion answers any user, where sched-simple may refuse a guest (0.88's does;
+#: VERSION/guest_rpcs.json): sched-fluxion-qmanager registers them with FLUX_ROLE_USER
+#: (qmanager.cpp; answered to a guest by Fluxion 0.45 on 0.76 and 0.54 on 0.88).
 FLUXION_ANSWERS_GUESTS = {"sched.resource-status"}
 
 #: The initial program's first command where queues may be named: a test instance's
