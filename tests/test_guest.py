@@ -1,7 +1,8 @@
 """A guest of a multi-user instance: what the broker refuses a guest, and what
-maestro-flux does about it. Every test runs as the guest of the test double, and
-as a real guest of a real multi-user instance (tests/multiuser.py) where one can
-be started; each action runs in the guest's own process."""
+maestro-flux does about it. Every test runs as the guest of the test double (at every
+recorded version for ``every_version`` tests, each compared with its version's
+recording), and as a real guest of a real multi-user instance (tests/multiuser.py)
+where one can be started; each action runs in the guest's own process."""
 
 from __future__ import annotations
 
