@@ -148,16 +148,27 @@ def real_setup() -> str:
             + (f", config {config}" if config else ""))
 
 
+#: The variables of ``real_start_env`` that load Fluxion (tests/multiuser.py passes them on).
+SCHED_VARIABLES = ("FLUX_MODULE_PATH_PREPEND", "FLUX_MODPROBE_PATH_APPEND", "FLUX_RC_EXTRA")
+
+
 def real_start_env(base: dict | None = None) -> dict:
     """The environment for ``flux start`` in real mode: no double, no outer broker,
-    and Fluxion's module and modprobe paths when MAESTRO_FLUX_SCHED_PREFIX is set
-    (without the modprobe path flux start silently loads sched-simple)."""
+    and, when MAESTRO_FLUX_SCHED_PREFIX is set, Fluxion's module path and what loads it:
+    its modprobe path where that flux-sched installed one (0.54, for a flux-core whose
+    rc1 runs modprobe, as 0.88's), else its rc1.d scripts (FLUX_RC_EXTRA: 0.45, for
+    flux-core 0.76's rc1).
+    Without them flux start silently loads sched-simple."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if k not in (bindings.BINDINGS_ENV, "FLUX_URI")}
     sched = sched_prefix()
     if sched:
         env["FLUX_MODULE_PATH_PREPEND"] = str(sched / "lib" / "flux" / "modules")
-        env["FLUX_MODPROBE_PATH_APPEND"] = str(sched / "etc" / "flux" / "modprobe")
+        modprobe = sched / "etc" / "flux" / "modprobe"
+        if modprobe.is_dir():
+            env["FLUX_MODPROBE_PATH_APPEND"] = str(modprobe)
+        else:
+            env["FLUX_RC_EXTRA"] = str(sched / "etc" / "flux")
     return env
 
 
@@ -175,8 +186,9 @@ def real_config() -> Path | None:
     return Path(config).resolve() if config else None
 
 
-#: Requests sched-simple refuses a guest (guest_rpcs.json) and Fluxion answers any user:
-#: sched-fluxion-qmanager 0.54 registers them with FLUX_ROLE_USER (qmanager.cpp).
+#: Requests Fluxion answers any user, where sched-simple may refuse a guest (0.88's does;
+#: VERSION/guest_rpcs.json): sched-fluxion-qmanager registers them with FLUX_ROLE_USER
+#: (qmanager.cpp; answered to a guest by Fluxion 0.45 on 0.76 and 0.54 on 0.88).
 FLUXION_ANSWERS_GUESTS = {"sched.resource-status"}
 
 #: The initial program's first command where queues may be named: a test instance's

@@ -64,15 +64,16 @@ MODES = [m for m in os.environ.get("MAESTRO_FLUX_MODES", "double,real").split(",
 
 def pytest_generate_tests(metafunc):
     """Modes: the double at the newest recorded version (at every recorded version for
-    ``every_version`` tests), and the real broker on PATH."""
+    ``every_version`` tests), and the real broker on PATH (for ``guest_side``: a real
+    multi-user instance)."""
+    every = metafunc.definition.get_closest_marker("every_version") is not None
+    versions = RECORDED_VERSIONS if every else [NEWEST]
     if "guest_side" in metafunc.fixturenames:
-        params = (["double"] if "double" in MODES else []) + (["multiuser"] if "real" in MODES
-                                                              else [])
+        params = [f"double-{version}" for version in versions] if "double" in MODES else []
+        params += ["multiuser"] if "real" in MODES else []
         metafunc.parametrize("guest_side", params, indirect=True, scope="session")
     if "flux_session" not in metafunc.fixturenames:
         return
-    every = metafunc.definition.get_closest_marker("every_version") is not None
-    versions = RECORDED_VERSIONS if every else [NEWEST]
     params = [f"double-{version}" for version in versions] if "double" in MODES else []
     params += ["real"] if "real" in MODES else []
     metafunc.parametrize("flux_session", params, indirect=True, scope="session")
@@ -115,14 +116,15 @@ def flux_session(request):
 @pytest.fixture(scope="session")
 def guest_side(request):
     """A broker owned by someone else, and how to act as its guest (tests/multiuser.py):
-    the double, and a real multi-user instance where one can be started."""
+    the double (``double-VERSION``: at the newest recorded version, at every one for
+    ``every_version`` tests), and a real multi-user instance where one can be started."""
     if request.param == "multiuser":
         missing = multiuser.why_not()
         if missing:
             pytest.skip(missing)
     tmp = Path(tempfile.mkdtemp(prefix=f"mf-{request.param}-"))
     side = (multiuser.start_multiuser(tmp) if request.param == "multiuser" else
-            multiuser.start_double(tmp, NEWEST))
+            multiuser.start_double(tmp, request.param.partition("-")[2]))
     yield side
     multiuser.stop(side)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from brokers import (
     PRODUCTION,
     ROOT,
+    SCHED_VARIABLES,
     START_QUEUES,
     TESTS,
     real_start_env,
@@ -277,7 +278,7 @@ def start_multiuser(tmp: Path) -> GuestSide:
     lib = os.pathsep.join(filter(None, [str(prefix / "lib"), str(security_lib(prefix) or "")]))
     base = {"PATH": f"{venv / 'bin'}:{prefix / 'bin'}:/usr/bin:/bin", "LD_LIBRARY_PATH": lib,
             "LANG": "C.UTF-8"}
-    sched = {k: v for k, v in real_start_env({}).items() if k.startswith("FLUX_MOD")}
+    sched = {k: v for k, v in real_start_env({}).items() if k in SCHED_VARIABLES}
 
     def user_env(entry: pwd.struct_passwd) -> dict:
         return {**base, "HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
@@ -307,6 +308,18 @@ def start_multiuser(tmp: Path) -> GuestSide:
         raise RuntimeError(f"the multi-user instance loaded {scheduler}, not Fluxion from "
                            f"{sched_prefix()}")
     return side
+
+
+def setting(side: GuestSide) -> str:
+    """How a real guest side is set up, in words (the "setting" of guest_rpcs.json)."""
+    security = _flux_version(Path(os.environ[PREFIX_ENV])).get("libflux-security", "?")
+    return (f"flux-core {side.version} built with flux-security {security}; a multi-user "
+            "instance as tests/multiuser.py starts it (flux start --test-size=2 owned by an "
+            "unprivileged user, access.allow-guest-user = true, exec.imp set, munge signing, "
+            f"tests/flux-config/production, {side.scheduler}); the caller is a guest (another "
+            "unprivileged user) who has submitted one job of its own ('true') just before, "
+            "and the owner one; $OWNER_UID is the owner's uid. Recorded by tests/test_guest.py "
+            "(tests/guest_actions.py 'requests' and 'streams') with MAESTRO_FLUX_RECORD=1")
 
 
 def stop(side: GuestSide) -> None:

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from brokers import ROOT, extra_broker
+from brokers import ROOT, SCHED_VARIABLES, extra_broker, real_start_env
 from test_header_matches_jobspec import read_header
 from test_studies_end_to_end import maestro, statuses, study_env
 
@@ -59,8 +59,12 @@ def test_the_gpu_study_runs_unchanged_on_four_nodes_with_gpus(flux_mode, tmp_pat
             pytest.skip(f"flux-core {flux_mode.version}'s scheduler cannot place GPUs "
                         f"({refusal}); the jobspec and launcher are checked above")
         outdir = tmp_path / "study"
+        # The steps run in instances of their own, which load Fluxion as this one did (by
+        # environment, where a site installs it with flux-core): else they would run
+        # sched-simple, which in 0.76 knows no 'gpu'.
+        sched = {k: v for k, v in real_start_env({}).items() if k in SCHED_VARIABLES}
         done = maestro(["run", "-fg", "-y", "-s", "1", "-o", str(outdir), str(SPEC)],
-                       study_env(broker), tmp_path, timeout=300)
+                       study_env(broker, **sched), tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(statuses(outdir).values()) == {"FINISHED"}
     assert done.stderr.count("queue 'pdebug' dropped from every step") == 1

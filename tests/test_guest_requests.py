@@ -2,12 +2,12 @@
 
 The requests are found in the package's source, so a new one fails this test until
 it is put in one of the two tables. What a guest is answered is recorded on a real
-multi-user instance (tests/recordings/0.88.0/guest_rpcs.json); tests/test_guest.py
-checks it there and on the double. The fallbacks are checked against a handle that
-refuses, as the broker refuses a guest, whatever this test names. The bindings' own
-calls are checked as a guest in tests/test_guest.py: ``attr.get`` (answered),
-``job-ingest.submit`` (urgency and owner-only flags fitted to a guest) and
-``job-manager.raise`` (a guest's own jobs; another user's is one line).
+multi-user instance of each version (tests/recordings/VERSION/guest_rpcs.json);
+tests/test_guest.py checks it there and on the double at every version. The fallbacks
+are checked against a handle that refuses, as the broker refuses a guest, whatever
+this test names. The bindings' own calls are checked as a guest in tests/test_guest.py:
+``attr.get`` (answered), ``job-ingest.submit`` (urgency and owner-only flags fitted to a
+guest) and ``job-manager.raise`` (a guest's own jobs; another user's is one line).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from brokers import RECORDINGS, ROOT
+from brokers import RECORDED_VERSIONS, RECORDINGS, ROOT
 
 from maestro_flux.broker import cancel, inventory, queues, study_jobs
 
@@ -28,6 +28,7 @@ ANSWERED = {
     "resource.status": "the instance's nodes, cores and GPUs",
     "job-manager.queue-list": "queues, when config.get fails",
     "job-info.lookup": "a job's identity, for resume (the guest's own jobs)",
+    "job-info.eventlog-watch": "a job's events as they happen (the guest's own jobs)",
 }
 #: Requests that may be refused, and the test of what maestro-flux does then.
 FALLBACKS = {
@@ -48,8 +49,10 @@ def _sent() -> set[str]:
 
 
 def test_every_request_sent_is_answered_to_guests_or_has_a_tested_fallback():
-    recorded = json.loads((RECORDINGS / "0.88.0" / "guest_rpcs.json").read_text())["answers"]
-    assert {name for name in ANSWERED if "ok" not in recorded.get(name, {})} == set()
+    for version in RECORDED_VERSIONS:
+        recorded = json.loads((RECORDINGS / version / "guest_rpcs.json").read_text())["answers"]
+        assert {name for name in ANSWERED if "ok" not in recorded.get(name, {})} == set(), \
+            version
     assert _sent() <= set(ANSWERED) | set(FALLBACKS), _sent() - set(ANSWERED) - set(FALLBACKS)
     assert all(name in globals() for name in FALLBACKS.values())
 

@@ -1,9 +1,9 @@
 """What a broker's queues and accounting are, asked as a guest may ask.
 
-A guest of a multi-user instance is refused ``job-manager.jobtap`` and
-``sched.resource-status`` ("Request requires owner credentials"), while
-``config.get`` and ``job-manager.queue-list`` answer (recorded on 0.88 in
-tests/recordings/0.88.0/guest_rpcs.json). ``config.get`` is recorded on 0.61,
+A guest of a multi-user instance is refused ``job-manager.jobtap`` (and, from 0.88
+on, ``sched.resource-status``: "Request requires owner credentials"), while
+``config.get`` and ``job-manager.queue-list`` answer (recorded on 0.61, 0.76 and 0.88
+in tests/recordings/VERSION/guest_rpcs.json). ``config.get`` is recorded on 0.61,
 0.76 and 0.88 alike (tests/recordings/VERSION/errors.json), so it is asked
 first; ``job-manager.queue-list`` (in the job manager since before 0.61) is the
 fallback.

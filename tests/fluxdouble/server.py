@@ -34,25 +34,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 #: Topics answered as a stream (FLUX_RPC_STREAMING), until canceled (TOPIC-cancel).
-STREAMING = {"job-manager.events-journal"}
+STREAMING = {"job-manager.events-journal", "job-info.eventlog-watch"}
 
 
 @dataclass
 class Listener:
-    """A consumer of the job manager's journal: where its responses go, and its filter
-    (``{"full"?b, "allow"?{name:1}, "deny"?{name:1}}``, journal.c)."""
+    """A streaming request: where its responses go, how it is ended (an error response,
+    ENODATA at its end), and what it asked for: the job manager's journal, with its
+    filter (``{"full"?b, "allow"?{name:1}, "deny"?{name:1}}``, journal.c), or one job's
+    eventlog (``{"id":I, "path":"eventlog"}``, job-info)."""
 
     send: Any
     request: dict
+    end: Any = None
+    topic: str = "job-manager.events-journal"
 
     def wants(self, name: str) -> bool:
         allow, deny = self.request.get("allow"), self.request.get("deny")
         return (allow is None or name in allow) and (deny is None or name not in deny)
 
-    def events(self, job_id: int, events: list) -> None:
+    def events(self, job_id: int, events: list) -> bool:
+        """Send what it wants of ``events``; False once the stream has ended."""
+        if self.topic == "job-info.eventlog-watch":
+            if job_id != self.request.get("id"):
+                return True
+            for event in events:
+                self.send({"event": event})
+                if event["name"] == "clean":  # the eventlog is complete: the watch ends
+                    self.end(errno.ENODATA, "No data available")
+                    return False
+            return True
         chosen = [event for event in events if self.wants(event["name"])]
         if chosen:
             self.send({"id": job_id, "events": chosen})
+        return True
 
 
 class RequestError(Exception):
@@ -285,12 +300,17 @@ class Broker:
             "starttime": 0.0, "expiration": 0.0, "nodelist": [socket.gethostname()]}}
 
     def rpc_resource_status(self, payload: dict | None, cred: dict) -> dict:
-        return {"R": self._R(), "nodelist": socket.gethostname(), "allocated": "",
-                "torpid": "", "online": f"0-{self.size - 1}", "offline": "", "exclude": "",
-                "drain": {}}
+        """Any user's, guests' too; the keys of the version played (guest_rpcs.json)."""
+        answer = {"R": self._R(), "online": f"0-{self.size - 1}", "offline": "",
+                  "exclude": "", "drain": {}}
+        if self.version.name in versions.TORPID_RANKS:
+            answer["torpid"] = ""
+        return answer
 
     def rpc_sched_resource_status(self, payload: dict | None, cred: dict) -> dict:
-        self._owner_only(cred)
+        """sched-simple's: the owner's only from 0.88 on (guest_rpcs.json)."""
+        if self.version.name not in versions.SCHED_STATUS_TO_GUESTS:
+            self._owner_only(cred)
         return {"all": self._R(), "allocated": None, "down": None}
 
     def rpc_job_ingest_submit(self, payload: dict, cred: dict) -> dict:
@@ -519,7 +539,8 @@ class Broker:
         job.events.append(event)
         for listener in list(self.listeners):
             try:
-                listener.events(job.id, [event])
+                if not listener.events(job.id, [event]):
+                    self.unlisten(listener)
             except (OSError, ValueError):  # its connection is gone
                 self.unlisten(listener)
 
@@ -527,6 +548,9 @@ class Broker:
     def listen(self, topic: str, listener: Listener, cred: dict) -> None:
         """Send the backlog (the active jobs' events, or every job's with ``full``), the
         sentinel, then every new event, to ``listener``; the journal is the owner's."""
+        if topic == "job-info.eventlog-watch":
+            self._watch_eventlog(listener, cred)
+            return
         if self._guest(cred):
             raise RequestError(errno.EPERM, "Request requires owner credentials")
         with self.lock:
@@ -536,6 +560,18 @@ class Broker:
                     listener.events(job.id, job.events)
             listener.send({"id": -1, "events": []})
             self.listeners.append(listener)
+
+    def _watch_eventlog(self, listener: Listener, cred: dict) -> None:
+        """One job's eventlog, its events so far then each new one, to its clean (a
+        guest: its own jobs only, as job-info.lookup)."""
+        with self.lock:
+            job = self.jobs.get(listener.request.get("id"))
+            if job is None:
+                raise RequestError(errno.ENOENT, "No such file or directory")
+            if self._guest(cred) and cred["userid"] != job.userid:
+                raise RequestError(errno.EPERM, "Operation not permitted")
+            if listener.events(job.id, list(job.events)):
+                self.listeners.append(listener)
 
     def unlisten(self, listener: Listener) -> None:
         if listener in self.listeners:
@@ -753,8 +789,12 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _stream(self, broker: Broker, request: dict) -> None:
         tag = request["matchtag"]
-        listener = Listener(lambda payload: self._write({"matchtag": tag, "payload": payload}),
-                            request.get("payload") or {})
+        listener = Listener(
+            lambda payload: self._write({"matchtag": tag, "payload": payload}),
+            request.get("payload") or {},
+            lambda errnum, errstr: self._write({"matchtag": tag, "errnum": errnum,
+                                                "errstr": errstr}),
+            request["topic"])
         try:
             broker.listen(request["topic"], listener, request["cred"])
             self._streams[tag] = listener

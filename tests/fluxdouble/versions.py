@@ -59,3 +59,11 @@ def get(name: str | None = None) -> Version:
         raise ValueError(f"fluxdouble: no recorded flux-core {name} (have "
                          f"{', '.join(VERSIONS)})")
     return VERSIONS[name]
+
+
+# -- what a guest is answered (tests/recordings/VERSION/guest_rpcs.json) ------------
+#: The versions whose sched-simple answers sched.resource-status to a guest; 0.88 refuses
+#: it, "Request requires owner credentials".
+SCHED_STATUS_TO_GUESTS = {"0.61.2", "0.76.0"}
+#: The versions whose resource.status lists the torpid ranks (0.76 on).
+TORPID_RANKS = {"0.76.0", "0.88.0"}
