@@ -67,6 +67,7 @@ def test_a_journal_that_cannot_be_written_loses_nothing(flux_mode, tmp_path, eve
     assert f'"event":"{event}"' not in journal_text(outdir)
 
 
+@pytest.mark.every_version  # the search by token: job-list's constraints, job-info.lookup
 @pytest.mark.parametrize("steps", ["sweep_*", "gather"], ids=["maestros-round", "sent-ahead"])
 def test_an_answer_lost_after_the_broker_accepted_the_job_is_found_by_its_token(
         flux_mode, tmp_path, steps):
@@ -79,6 +80,7 @@ def test_an_answer_lost_after_the_broker_accepted_the_job_is_found_by_its_token(
     assert lost and all(s.closed == "submitted" and s.jobid for s in lost)
 
 
+@pytest.mark.every_version
 @pytest.mark.parametrize("where, steps", [("accepted", "sweep_*"), ("stored", "sweep_*"),
                                           ("journaled", "sweep_*"), ("stored", "gather"),
                                           ("journaled", "last"), ("adopted", "gather")])
@@ -99,6 +101,7 @@ def started_then_killed(flux_mode, tmp_path: Path) -> tuple[Path, dict]:
     return outdir, env
 
 
+@pytest.mark.every_version
 def test_two_resumes_at_once_start_one_conductor(flux_mode, tmp_path):
     outdir, env = started_then_killed(flux_mode, tmp_path)
     command = [str(BIN / "maestro-flux"), "resume", str(outdir)]
@@ -135,6 +138,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.every_version
 def test_a_broker_gone_at_resume_is_named_and_nothing_starts(flux_mode, tmp_path):
     (tmp_path / "broker").mkdir()
     private = start_broker(flux_mode.param, tmp_path / "broker")
