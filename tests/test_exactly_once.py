@@ -174,7 +174,8 @@ def wait_gone(uri: str, timeout: float = 60) -> None:
 
 
 def test_a_resumed_study_submits_with_the_environment_it_was_started_with(flux_mode, tmp_path):
-    env = study_env(flux_mode, MAESTRO_FLUX_TEST_MARK="started")
+    env = study_env(flux_mode, MAESTRO_FLUX_TEST_MARK="started",
+                    MAESTRO_FLUX_TEST_TOKEN="s3cret-value")
     outdir = tmp_path / "study"
     spec = tmp_path / "resume_chain.yaml"  # its last step says what its environment held
     spec.write_text(SPEC.read_text().replace(
@@ -197,6 +198,7 @@ def test_a_resumed_study_submits_with_the_environment_it_was_started_with(flux_m
     intents = [s for s in journals.read(outdir).sent.values() if s.step == "last"]
     assert len(intents) == 1 and intents[0].jobid  # submitted once, by the resumed conductor
     assert (outdir / "last" / "seen").read_text() == "mark=started new=unset\n"
+    assert "s3cret-value" not in journal_text(outdir)  # no secret is written to disk
 
 
 RESTARTED = """description: {name: restarted, description: a step restarted after a timeout}

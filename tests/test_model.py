@@ -351,3 +351,11 @@ def test_flags_are_checked_when_read_and_waitable_is_a_step_key():
     with pytest.raises(BatchBlockError, match="unknown submission flag 'wait'"):
         parse_batch_block({"type": "flux", "flags": ["debug,wait"]})
     assert step_options({"cmd": "x", "waitable": True}) == {"flags": ["waitable"]}
+
+
+def test_what_is_written_to_disk_keeps_no_secret_and_keeps_the_broker():
+    from maestro_flux.model.environment import without_secrets
+
+    kept = without_secrets({"GITHUB_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "k",
+                            "SSH_AUTH_SOCK": "/s", "FLUX_URI": "local:///b", "PATH": "/bin"})
+    assert kept == {"FLUX_URI": "local:///b", "PATH": "/bin"}

@@ -67,8 +67,7 @@ def _environment(loaded: resume.Loaded,
     if started is None or args.here_env:
         return dict(os.environ), None
     difference = resume.environment_difference(started, os.environ)
-    resume.use_environment(started)
-    return started, difference
+    return resume.use_environment(started), difference
 
 
 def _progress(open_count: int) -> Callable[[int, int, int], None]:

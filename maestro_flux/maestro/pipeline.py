@@ -34,6 +34,7 @@ from maestro_flux.maestro import graph as maestro_graph
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.conductor_lock import Held
 from maestro_flux.maestro.study_state import STUDIES, StudyState
+from maestro_flux.model.environment import without_secrets
 
 LOGGER = logging.getLogger(__name__)
 #: The last whole graph pickle, kept beside the journal (Conductor._note).
@@ -45,8 +46,10 @@ ENDED = frozenset(("FINISHED", "FAILED", "CANCELLED", "TIMEDOUT", "HWFAILURE", "
 
 
 def environment_record() -> dict[str, str]:
-    """The environment the conductor submits with (journaled once, for resume)."""
-    return dict(os.environ)
+    """The environment the conductor submits with, journaled once for resume: without
+    secrets (tokens, keys, passwords: the names jobs never get by default), which a
+    resume takes from the shell it runs in."""
+    return without_secrets(os.environ)
 
 
 class Conductor:

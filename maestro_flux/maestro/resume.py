@@ -41,6 +41,7 @@ from maestro_flux.maestro.pipeline import PICKLE_BACKUP
 from maestro_flux.maestro.study_state import STUDIES, STUDY_KEY
 from maestro_flux.maestro.submissions import is_placeholder
 from maestro_flux.model import jobids
+from maestro_flux.model.environment import without_secrets
 from maestro_flux.model.errors import MaestroFluxError
 from maestro_flux.model.journal import Replay
 from maestro_flux.model.request import default_job_name
@@ -157,7 +158,9 @@ def started_environment(replay: Replay) -> dict[str, str] | None:
 
 
 def environment_difference(started: Mapping[str, str], here: Mapping[str, str]) -> str | None:
-    """One line naming what differs between the study's environment and this one."""
+    """One line naming what differs between the study's environment and this one (the
+    secrets, which the journal does not hold, left out)."""
+    here = without_secrets(here)
     added = sorted(k for k in here.keys() - started.keys() if k not in CHANGING)
     removed = sorted(k for k in started.keys() - here.keys() if k not in CHANGING)
     changed = sorted(k for k in started.keys() & here.keys()
@@ -174,10 +177,14 @@ def _few(names: list[str], most: int = 4) -> str:
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
-def use_environment(env: Mapping[str, str]) -> None:
-    """Submit with ``env`` from now on (this process's environment becomes it)."""
+def use_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """Submit with ``env`` from now on (this process's environment becomes it), with
+    this shell's secrets, which the journal does not hold; returns it."""
+    secrets = {name: value for name, value in os.environ.items()
+               if name not in without_secrets({name: value})}
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update({**env, **secrets})
+    return dict(os.environ)
 
 
 # -- the broker --------------------------------------------------------------------

@@ -23,11 +23,15 @@ from functools import lru_cache
 
 from maestro_flux.model.errors import StepError
 
-#: Names kept out of jobs unless a rule lets them back in.
-DEFAULT_DENY = (
+#: Names of secrets: kept out of jobs, and of anything written to disk.
+SECRETS = (
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*", "*_KEY", "*_KEYS",
     "*API_KEY*", "AWS_*", "AZURE_*", "GOOGLE_APPLICATION_CREDENTIALS", "SSH_*",
     "KRB5CCNAME", "GPG_AGENT_INFO",
+)
+#: Names kept out of jobs unless a rule lets them back in.
+DEFAULT_DENY = (
+    *SECRETS,
     # The job shell sets these for the instance the job runs in.
     "FLUX_URI", "FLUX_KVS_NAMESPACE", "FLUX_JOB_ID", "FLUX_JOB_SIZE", "FLUX_JOB_NNODES",
     "FLUX_JOB_TMPDIR", "FLUX_TASK_RANK", "FLUX_TASK_LOCAL_ID", "FLUX_PROXY_REMOTE",
@@ -43,6 +47,13 @@ def _matching(pattern: str, names: Iterable[str]) -> list[str]:
 
 
 RuleReader = Callable[[str], list[str]]
+
+
+def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment without its secrets (SECRETS): what may be written to a study's
+    journal."""
+    return {name: value for name, value in environment.items()
+            if not any(fnmatch.fnmatchcase(name, p) for p in SECRETS)}
 
 
 def rule_lines(text: str) -> list[str]:
