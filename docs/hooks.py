@@ -60,9 +60,20 @@ def _constants(module: str) -> dict[str, object]:
             return node.attr
         if isinstance(node, ast.Dict):
             return {value(k): value(v) for k, v in zip(node.keys, node.values, strict=True)}
-        if isinstance(node, (ast.Tuple, ast.List)):
-            return [value(item) for item in node.elts]
+        if isinstance(node, ast.Tuple):
+            return tuple(elements(node.elts))  # hashable: tuples key dicts
+        if isinstance(node, ast.List):
+            return list(elements(node.elts))
         raise ValueError(ast.dump(node))
+
+    def elements(nodes: list[ast.expr]) -> list[object]:
+        items: list[object] = []
+        for item in nodes:
+            if isinstance(item, ast.Starred):
+                items.extend(value(item.value))  # (*SECRETS, ...)
+            else:
+                items.append(value(item))
+        return items
 
     for statement in tree.body:
         if isinstance(statement, ast.AnnAssign):
@@ -221,7 +232,7 @@ def priorities() -> str:
 
 
 def step_key_options() -> str:
-    keys = _constant("resources", "STEP_KEYS")
+    keys = _constant("step_keys", "STEP_KEYS")
     return _table(["Maestro step key", "flux batch option"],
                   [[_code(k), _code(v)] for k, v in keys.items()])
 
