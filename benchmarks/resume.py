@@ -1,14 +1,18 @@
 """How long ``maestro-flux resume`` takes on a large study killed in its first cycle.
 
-The instance first holds ``earlier`` jobs of the same spec (held, urgency 0: earlier
-runs of the study, named as its steps). A study of ``steps`` independent steps and a
+The instance first holds ``earlier`` jobs of the same spec, named as its steps: earlier
+runs of the study, first ended (cancelled: inactive, as finished runs are), then held
+(pending, urgency 0: the worst case, since job-list keeps its pending jobs sorted and the
+killed study's jobs are still moving through the broker). A study of ``steps`` independent steps and a
 funnel is started with ``maestro run -fg`` and its conductor is SIGKILLed when its
 first cycle has taken ``kill_at`` answers (tests/inject.py): the rest of the cycle's
 jobs are in Flux, their ids nowhere but in Flux. The figure is the time from
 ``maestro-flux resume -fg`` starting to its line saying what it kept (load, lock,
 broker check, the search by token, reconcile), locally and, with ``--ssh``, with the
 study's broker named ``ssh://`` (a throw-away sshd on loopback). Run with
-``python -m benchmarks --only resume [--ssh]``.
+``python -m benchmarks --only resume [--ssh]``. Beside each figure, the search's one
+``job-list.list`` request timed alone just before resume starts: what the broker itself
+takes to answer it at that moment.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.report import Row
-from maestro_flux.broker import bindings, cancel, listing
+from maestro_flux.broker import bindings, cancel, identity, listing
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 WINDOW = 1000
@@ -45,10 +49,11 @@ def spec(folder: Path, steps: int, uri: str | None) -> Path:
     return path
 
 
-def hold_earlier_jobs(count: int, steps: int) -> None:
+def hold_earlier_jobs(count: int, steps: int) -> set[int]:
     """``count`` held jobs named as the study's steps (earlier runs of its spec)."""
     flux = bindings.bindings()
     handle = bindings.connect(None)
+    held: set[int] = set()
     for start in range(0, count, WINDOW):
         futures = []
         for n in range(start, min(start + WINDOW, count)):
@@ -56,14 +61,16 @@ def hold_earlier_jobs(count: int, steps: int) -> None:
             jobspec.cwd, jobspec.environment = "/tmp", {}
             jobspec.setattr("system.job.name", f"leaf_X.{n % steps}")
             futures.append(flux.job.submit_async(handle, jobspec, urgency=0))
-        for future in futures:
-            future.get_id()
+        held.update(future.get_id() for future in futures)
+    return held
 
 
-def cancel_everything() -> None:
+def cancel_everything(keep: set[int] = frozenset()) -> None:
+    """Cancel every active job but those in ``keep`` (the earlier jobs, held for the
+    next path: each path is timed against the same instance)."""
     handle = bindings.connect(None)
     ids = [int(entry["id"]) for entry in listing.list_jobs(handle)
-           if entry.get("state") != 64]
+           if entry.get("state") != 64 and int(entry["id"]) not in keep]
     for start in range(0, len(ids), WINDOW):
         cancel.cancel_all(handle, ids[start:start + WINDOW], "benchmark done")
 
@@ -95,7 +102,9 @@ def time_resume(outdir: Path, env: dict) -> tuple[float, str]:
             said = [line for line in log.read_text().splitlines()
                     if line.startswith("maestro-flux: resuming")]
             if said:
-                return time.perf_counter() - started, said[0]
+                seconds = time.perf_counter() - started
+                print(log.read_text(), file=sys.stderr, flush=True)  # what resume said
+                return seconds, said[0]
             time.sleep(0.02)
         raise RuntimeError(f"resume ended first: {log.read_text()[-1500:]}")
     finally:
@@ -103,42 +112,71 @@ def time_resume(outdir: Path, env: dict) -> tuple[float, str]:
         proc.wait()
 
 
+def listing_alone(steps: int) -> float:
+    """Seconds for the search's one listing request, sent alone (the broker's floor)."""
+    names = [f"leaf_X.{n}" for n in range(steps)]
+    handle = bindings.connect(None)
+    started = time.perf_counter()
+    identity.candidates(handle, names, time.time() - 3600)
+    return time.perf_counter() - started
+
+
 def one(work: Path, steps: int, kill_at: int, where: str, uri: str | None,
-        env: dict) -> Row:
+        env: dict, earlier: set[int], figure: str) -> list[Row]:
     folder = work / where
     folder.mkdir(parents=True)
     print(f"  {where}: a {steps + 1}-step study, killed at answer {kill_at} ...",
           file=sys.stderr, flush=True)
     outdir = kill_in_first_cycle(folder, spec(folder, steps, uri), kill_at, env)
+    floor = listing_alone(steps)
     seconds, line = time_resume(outdir, env)
     found = re.search(r"\((\d+) found by their token\)", line)
-    cancel_everything()
-    return Row(f"resume of a {steps + 1}-step study killed in its first cycle",
-               f"maestro-flux resume, {where}", seconds, "s",
-               note=f"{found.group(1) if found else '?'} jobs found by their token",
-               extra={"line": line})
+    cancel_everything(keep=earlier)
+    return [Row(figure, f"maestro-flux resume, {where}", seconds, "s",
+                note=f"{found.group(1) if found else '?'} jobs found by their token",
+                extra={"line": line}),
+            Row(figure, f"job-list.list alone, sent just before ({where} run)", floor, "s",
+                note="the search's one listing request; the broker's answer time")]
+
+
+def earlier_jobs(count: int, steps: int, state: str) -> set[int]:
+    """Earlier runs of the spec: ``held`` (pending, urgency 0) or ``ended`` (cancelled)."""
+    print(f"  {count} earlier jobs of the same spec, {state} ...", file=sys.stderr, flush=True)
+    held = hold_earlier_jobs(count, steps)
+    if state == "held":
+        return held
+    handle = bindings.connect(None)
+    ids = sorted(held)
+    for start in range(0, len(ids), WINDOW):
+        cancel.cancel_all(handle, ids[start:start + WINDOW], "an earlier run, ended")
+    return set()
 
 
 def resume_rows(work: Path, steps: int, earlier: int, kill_at: int, ssh: bool) -> list[Row]:
+    """Each where (local, over ssh://), with the earlier jobs ended, then held."""
     work.mkdir(parents=True, exist_ok=True)
-    print(f"  holding {earlier} earlier jobs of the same spec ...", file=sys.stderr, flush=True)
-    hold_earlier_jobs(earlier, steps)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path}
-    rows = [one(work, steps, kill_at, "local", None, env)]
+    server = None
     if ssh:
         sys.path.insert(0, str(TESTS))
         from loopback_sshd import start_sshd
 
         server = start_sshd(work / "sshd")
-        try:
-            remote = {k: v for k, v in env.items() if k != "FLUX_URI"}
-            remote["FLUX_SSH"] = server.client
-            rows.append(one(work, steps, kill_at, "over ssh://",
-                            server.uri(os.environ["FLUX_URI"]), remote))
-        finally:
+    rows: list[Row] = []
+    try:
+        for state in ("ended", "held"):
+            keep = earlier_jobs(earlier, steps, state)
+            figure = (f"resume of a {steps + 1}-step study killed in its first cycle, "
+                      f"{earlier} earlier jobs of its spec {state}")
+            rows += one(work / state, steps, kill_at, "local", None, env, keep, figure)
+            if server is not None:
+                remote = {k: v for k, v in env.items() if k != "FLUX_URI"}
+                remote["FLUX_SSH"] = server.client
+                rows += one(work / state, steps, kill_at, "over ssh://",
+                            server.uri(os.environ["FLUX_URI"]), remote, keep, figure)
+            cancel_everything()
+    finally:
+        if server is not None:
             server.stop()
-    for row in rows:
-        row.note += f"; {earlier} earlier jobs of its spec held in the instance"
-    cancel_everything()
     return rows

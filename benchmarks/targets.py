@@ -1,4 +1,4 @@
-"""Issue 5's targets, judged from one run's rows."""
+"""The issues' targets, judged from one run's rows."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def judge(rows: list[Row], args: argparse.Namespace) -> list[Verdict]:
     verdicts += _cycle(rows, args.cycle_ids) + _submit(rows)
     for sleep in args.sleeps:
         verdicts += _critical(rows, sleep)
-    return verdicts
+    return verdicts + _resume(rows)
 
 
 #: Issue 25: a chain ends within Flux's own time for it plus this, whatever the sleep.
@@ -121,3 +121,22 @@ def _critical(rows: list[Row], sleep: int) -> list[Verdict]:
     bound = native.value + WAKE_MARGIN
     return [Verdict(f"{figure}: within Flux's own time + {WAKE_MARGIN:g} s ({bound:.1f} s)",
                     f"{ours.value:.1f} s", ours.value <= bound)]
+
+
+#: Issue 23: resume of a 10,000-step study killed in its first cycle, at most this.
+RESUME_SECONDS = 10.0
+
+
+def _resume(rows: list[Row]) -> list[Verdict]:
+    """Each resume figure against RESUME_SECONDS, with the broker's own listing time."""
+    verdicts = []
+    for row in rows:
+        if not (row.figure.startswith("resume of") and row.path.startswith("maestro-flux")
+                and row.value is not None):
+            continue
+        where = row.path.removeprefix("maestro-flux resume, ")
+        floor = _find(rows, row.figure, f"job-list.list alone, sent just before ({where} run)")
+        alone = f" (job-list alone {floor.value:.1f} s)" if floor else ""
+        verdicts.append(Verdict(f"{row.figure}, {where}: <= {RESUME_SECONDS:g} s",
+                                f"{row.value:.1f} s{alone}", row.value <= RESUME_SECONDS))
+    return verdicts
