@@ -3,8 +3,8 @@
 The instance first holds ``earlier`` jobs of the same spec, named as its steps: earlier
 runs of the study, first ended (cancelled: inactive, as finished runs are), then held
 (pending, urgency 0: the worst case, since job-list keeps its pending jobs sorted and the
-killed study's jobs are still moving through the broker). A study of ``steps`` independent steps and a
-funnel is started with ``maestro run -fg`` and its conductor is SIGKILLed when its
+killed study's jobs are still moving through the broker). A study of ``steps`` independent
+steps and a funnel is started with ``maestro run -fg`` and its conductor is SIGKILLed when its
 first cycle has taken ``kill_at`` answers (tests/inject.py): the rest of the cycle's
 jobs are in Flux, their ids nowhere but in Flux. The figure is the time from
 ``maestro-flux resume -fg`` starting to its line saying what it kept (load, lock,
