@@ -66,10 +66,22 @@ def runs(outdir: Path) -> dict[str, int]:
     return found
 
 
-def started_in_background(flux_mode, tmp_path) -> tuple[Path, dict]:
+def held_first(tmp_path: Path) -> tuple[Path, Path]:
+    """The spec with 'first' running until the test creates the returned file (not a
+    fixed sleep: on a loaded machine the study could end before the test acts)."""
+    release = tmp_path / "release-first"
+    text = SPEC.read_text().replace(
+        "sleep 4", f"until [ -e {release} ]; do sleep 0.1; done")
+    assert str(release) in text
+    spec = tmp_path / SPEC.name
+    spec.write_text(text)
+    return spec, release
+
+
+def started_in_background(flux_mode, tmp_path, spec: Path = SPEC) -> tuple[Path, dict]:
     env = study_env(flux_mode)
     outdir = tmp_path / "study"
-    launched = maestro(["run", "-y", "-s", "1", "-o", str(outdir), str(SPEC)], env, tmp_path)
+    launched = maestro(["run", "-y", "-s", "1", "-o", str(outdir), str(spec)], env, tmp_path)
     assert launched.returncode == 0, launched.stderr
     return outdir, env
 
@@ -82,13 +94,15 @@ def assert_ran_once(outdir: Path) -> None:
 
 def test_a_study_whose_conductor_is_killed_while_jobs_run_finishes_after_resume(
         flux_mode, tmp_path):
-    outdir, env = started_in_background(flux_mode, tmp_path)
+    spec, release = held_first(tmp_path)
+    outdir, env = started_in_background(flux_mode, tmp_path, spec)
     pid = heartbeat_pid(outdir)
     # 'first' runs, the sweep is done or running, gather and last wait in Flux
     wait_until(lambda: state_of(outdir, "first") == "RUNNING")
     wait_until(lambda: len([s for s in journals.read(outdir).sent.values()
                             if s.kind == "ahead" and s.jobid]) == 2)
     os.kill(pid, signal.SIGKILL)
+    release.touch()
     done = resume(outdir, env, "-fg")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     said = [line for line in done.stdout.splitlines() if "resuming" in line]
@@ -165,11 +179,13 @@ def test_resume_refuses_with_one_line(flux_mode, tmp_path):
         done = resume(folder, env)
         assert done.returncode == code and done.stdout == ""
         assert len(done.stderr.splitlines()) == 1 and words in done.stderr
-    outdir, env = started_in_background(flux_mode, tmp_path)
+    spec, release = held_first(tmp_path)
+    outdir, env = started_in_background(flux_mode, tmp_path, spec)
     heartbeat_pid(outdir)
     alive = resume(outdir, env)
     assert alive.returncode == 1 and len(alive.stderr.splitlines()) == 1
     assert "its conductor is still running" in alive.stderr
+    release.touch()
     wait_until(lambda: state_of(outdir, "last") == "FINISHED")
     wait_until(lambda: not _conductor_alive(outdir))
     finished = resume(outdir, env)
@@ -204,7 +220,8 @@ def _conductor_alive(outdir: Path) -> bool:
 def test_maestro_cancel_works_on_a_resumed_study(flux_mode, tmp_path):
     """Resumed in the background, the study answers `maestro cancel` as before: its
     jobs, those waiting in Flux included, are canceled and none is left."""
-    outdir, env = started_in_background(flux_mode, tmp_path)
+    spec, _ = held_first(tmp_path)  # 'first' runs until the cancel: never released
+    outdir, env = started_in_background(flux_mode, tmp_path, spec)
     os.kill(heartbeat_pid(outdir), signal.SIGKILL)
     done = resume(outdir, env)  # in the background, as maestro run starts its conductor
     assert done.returncode == 0 and "in the background" in done.stdout, done.stderr
@@ -215,6 +232,7 @@ def test_maestro_cancel_works_on_a_resumed_study(flux_mode, tmp_path):
     ids = {jobids.parse_jobid(s.jobid) for s in journals.read(outdir).sent.values() if s.jobid}
     wait_until(lambda: all(e["state"] == 64 for e in listing.list_jobs(handle)
                            if e["id"] in ids))
+    assert state_of(outdir, "first") == "CANCELLED" and "first" not in runs(outdir)
 
 
 def test_resume_refuses_a_maestro_outside_the_tested_versions(monkeypatch, tmp_path):
