@@ -20,6 +20,7 @@ from helpers import make_step, wait_until, write_and_submit
 from test_studies_end_to_end import maestro, statuses, study_env
 
 from maestro_flux.broker import bindings, events, listing
+from maestro_flux.broker.connection import Broker
 from maestro_flux.maestro import journal as journals
 from maestro_flux.maestro.adapter import FluxAdapter
 from maestro_flux.maestro.wake import Wake
@@ -147,6 +148,55 @@ def test_each_watch_sees_a_job_start_and_end(adapter, flux_mode, tmp_path, as_gu
     assert other
 
 
+@pytest.mark.every_version
+def test_a_change_read_in_one_wait_wakes_the_next_until_maestro_sees_it(adapter, flux_mode,
+                                                                       tmp_path):
+    """A job sent ahead can start while the conductor is busy, and its start be read by
+    the wait before the cycle that takes it over: the next wait, where Maestro has yet to
+    see it run, must still end (seen on real 0.76: status.csv stale for a whole -s)."""
+    handle = bindings.connect(flux_mode.uri)
+    watch = events.watch_for(handle, guest=False)
+    since = time.time()
+    jobid = _submit(adapter, tmp_path, "sleep 60")
+    assert _changed_within(watch, {jobid}, set(), 30, since)  # the start, read here
+    assert _changed_within(watch, {jobid}, set(), 1.5, since)  # Maestro has not seen it
+    assert not _changed_within(watch, {jobid}, {jobid}, 1.5, since)  # now it has
+    bindings.bindings().job.cancel(handle, jobid)
+    assert _changed_within(watch, {jobid}, {jobid}, 30, since)  # inactive
+    ended: set[int] = set()
+    assert _changed_within(watch, {jobid}, {jobid}, 1.5, since)  # until Maestro polls it
+    watch.changed({jobid}, {jobid}, 0.25, since, ended)
+    assert ended == {jobid}
+    watch.close()
+
+
+@pytest.mark.every_version
+def test_an_end_that_comes_while_the_cycle_runs_the_reactor_still_wakes_the_next_wait(
+        adapter, flux_mode, tmp_path):
+    """libflux drops a stream's responses read while another caller runs the handle's
+    reactor (seen on real 0.76 and 0.88): a watch sharing the cycle's handle lost a
+    job's end when the cycle's cancel_all ran, and the conductor slept its whole -s."""
+    broker = Broker(flux_mode.uri)
+    wake = Wake(Notices())
+    wake.arm(broker, [tmp_path / "cancel"], [], [], time.time())
+    wake.sleep(0.5)  # opens the watch
+    jobid = _submit(adapter, tmp_path, "sleep 60")
+    code = str(jobid)
+    wake.arm(broker, [tmp_path / "cancel"], [code], [], time.time())
+    wake.sleep(30)  # ends when the job starts
+    assert wake.last == "flux"
+    since = time.time()
+    broker.cancel({jobid}, "a test's cancel")  # the end comes while the reactor runs
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # more of a cycle's requests answered in the reactor
+        broker.cancel({jobid}, "a test's cancel")
+    wake.arm(broker, [tmp_path / "cancel"], [code], [code], since)
+    started = time.monotonic()
+    wake.sleep(60)
+    assert wake.last == "flux" and time.monotonic() - started < 30
+    wake.close()
+
+
 def test_a_guest_is_refused_the_journal_and_falls_back_to_job_list(flux_mode,
                                                                    monkeypatch):
     if flux_mode.real:
@@ -164,6 +214,9 @@ class Unreachable:
     label = "local:///gone"
 
     def call(self, operation):
+        raise OSError(errno.ECONNREFUSED, "Connection refused")
+
+    def separate_handle(self):
         raise OSError(errno.ECONNREFUSED, "Connection refused")
 
     def is_guest(self):

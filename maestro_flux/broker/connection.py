@@ -100,6 +100,12 @@ class Broker:
             self._came_back()
         return self._handle
 
+    def separate_handle(self) -> Any:
+        """A new connection of its own, for a streaming request: libflux drops a stream's
+        responses that arrive while another caller runs the shared handle's reactor
+        (cancel_all, the pipelined lookups), so a watch on the shared one loses events."""
+        return self._connect(self.target())
+
     def _connect(self, target: str | None) -> Any:
         where = self.label if target in (None, self.uri) else f"{self.label} ({target})"
         if remote.is_ssh(target):

@@ -27,8 +27,10 @@ from typing import Any
 from maestro_flux.broker.bindings import bindings
 from maestro_flux.model.states import STATE_NAMES
 
-#: The journal events that change what Maestro sees of a job.
-CHANGES = ("start", "finish", "clean", "exception")
+#: The journal events that change what Maestro sees of a job: it starts, or it is
+#: inactive ("clean"; Maestro acts on ended jobs only once job-list says INACTIVE, so
+#: waking at "finish" or at a fatal exception would run a cycle that sees CLEANUP).
+CHANGES = ("start", "clean")
 #: Seconds between two job-list requests of a ListingWatch.
 INTERVAL = 1.0
 #: Flux's state bits of a running job, and of an ended one.
@@ -40,14 +42,12 @@ SLACK = 5.0
 FIRST_ANSWER = 5.0
 
 
-def news(name: str, context: dict | None, known_running: bool) -> bool:
+def news(name: str, known_running: bool) -> bool:
     """Whether a journal event tells Maestro something it does not know: a start of a
-    job it does not know runs, or an end (a fatal exception ends a job too)."""
+    job it does not know runs, or the job inactive."""
     if name == "start":
         return not known_running
-    if name == "exception":
-        return (context or {}).get("severity", 0) == 0
-    return name in ("finish", "clean")
+    return name == "clean"
 
 
 class JournalWatch:
@@ -67,6 +67,12 @@ class JournalWatch:
         # The first response is the backlog, or the refusal (a guest's EPERM): wait for
         # it, raise a refusal now, and leave an answer to poll() (get() keeps it).
         self._consumer.rpc.wait_for(FIRST_ANSWER).get()
+        # Watched jobs seen starting (and not yet inactive), and seen inactive. An event
+        # is read once: one read in an earlier wait (a job sent ahead that started
+        # before Maestro took it over) must still wake a later one, where Maestro has
+        # yet to see it. Kept to the jobs still watched.
+        self._started: set[int] = set()
+        self._inactive: set[int] = set()
 
     def changed(self, ids: set[int], running: set[int], timeout: float, since: float,
                 ended: set[int] | None = None) -> bool:
@@ -74,21 +80,34 @@ class JournalWatch:
         Maestro knows run) or ends (Maestro watches only jobs it has not seen end);
         False after ``timeout`` seconds without such an event. Events that came while
         the conductor was busy are read first. The ids seen ending go into ``ended``."""
+        self._started &= ids
+        self._inactive &= ids
+        if ended is not None:
+            ended |= self._inactive
+        seen = bool(self._inactive or self._started - running)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             try:
                 event = self._consumer.poll(max(0.0, left))
             except TimeoutError:
-                return False
+                return seen
             if event is None:
                 raise OSError(errno.ECONNRESET, "the job manager's journal ended")
-            if event.jobid in ids and news(event.name, event.context, event.jobid in running):
-                if ended is not None and event.name != "start":
-                    ended.add(event.jobid)
+            if event.jobid in ids and news(event.name, event.jobid in running):
+                self._note(event.jobid, event.name, ended)
                 return True
             if left <= 0:
-                return False
+                return seen
+
+    def _note(self, jobid: int, name: str, ended: set[int] | None) -> None:
+        if name == "start":
+            self._started.add(jobid)
+            return
+        self._started.discard(jobid)
+        self._inactive.add(jobid)
+        if ended is not None:
+            ended.add(jobid)
 
     def close(self) -> None:
         try:
@@ -105,6 +124,9 @@ class ListingWatch:
     def __init__(self, handle: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self._handle, self._clock = handle, clock
         self._next = 0.0
+        # Watched jobs the last listing showed inactive: a call that must not list yet
+        # (INTERVAL) still reports them in ``ended``.
+        self._inactive: set[int] = set()
         #: Requests made, for the load figures (benchmarks).
         self.requests = 0
 
@@ -119,6 +141,9 @@ class ListingWatch:
                 ended: set[int] | None = None) -> bool:
         """True if one of ``ids`` runs and is not in ``running``, or has ended (Maestro
         polls only jobs it has not seen end). The ids seen ended go into ``ended``."""
+        self._inactive &= ids
+        if ended is not None:
+            ended |= self._inactive
         now = self._clock()
         if now < self._next:
             time.sleep(min(timeout, self._next - now))
@@ -130,9 +155,11 @@ class ListingWatch:
             jobid, state = int(entry["id"]), entry.get("state")
             if jobid not in ids:
                 continue
-            if state == INACTIVE and ended is not None:
-                ended.add(jobid)
+            if state == INACTIVE:
+                self._inactive.add(jobid)
             found = found or state == INACTIVE or (state in RUNNING and jobid not in running)
+        if ended is not None:
+            ended |= self._inactive
         return found
 
     def close(self) -> None:

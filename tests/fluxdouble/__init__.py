@@ -161,6 +161,7 @@ class Flux:
             self._sock = connect_socket(path)
             self._rfile = self._wfile = self._sock.makefile("rwb")
         self._tag = 0
+        self._streams: set[int] = set()  # matchtags of streaming RPCs
         self._replies: dict[int, deque] = {}
         self._pending_callbacks: dict[int, Future] = {}
         # Replies are read as they come, as libflux's reactor does, so that many
@@ -179,6 +180,8 @@ class Flux:
     def rpc(self, topic: str, payload: dict | None = None, nodeid: int = 0,
             flags: int = 0) -> Future:
         self._tag += 1
+        if flags & FLUX_RPC_STREAMING:
+            self._streams.add(self._tag)
         message = {"topic": topic, "payload": payload, "matchtag": self._tag,
                    "cred": self._cred, "streaming": bool(flags & FLUX_RPC_STREAMING)}
         try:
@@ -222,14 +225,26 @@ class Flux:
             return reply
 
     def reactor_run(self) -> int:
-        """Run callbacks of then() futures as their replies arrive, until none are left."""
+        """Run callbacks of then() futures as their replies arrive, until none are left.
+
+        As libflux's: a response the reactor reads for a streaming RPC with no then()
+        callback (one read with wait_for/get, as a JournalConsumer's poll) has no
+        handler in this reactor and is dropped (measured on real 0.76 and 0.88: a
+        journal event that came while the handle ran its reactor for other requests
+        never reached poll())."""
         while self._pending_callbacks:
             tag = min(self._pending_callbacks)
             future = self._pending_callbacks.pop(tag)
             future._current = self._wait_for(tag)  # what the callback's get() returns
+            self._drop_unhandled_streams()
             callback, args = future._callback
             callback(future, *args)
         return 0
+
+    def _drop_unhandled_streams(self) -> None:
+        with self._arrived:
+            for tag in self._streams - self._pending_callbacks.keys():
+                self._replies.pop(tag, None)
 
     def attr_get(self, name: str) -> str:
         return self.rpc("attr.get", {"name": name}).get()["value"]
