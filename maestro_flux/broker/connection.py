@@ -103,7 +103,7 @@ class Broker:
     def separate_handle(self) -> Any:
         """A new connection of its own, for a streaming request: libflux drops a stream's
         responses that arrive while another caller runs the shared handle's reactor
-        (cancel_all, the pipelined lookups), so a watch on the shared one loses events."""
+        (cancel_all does; synchronous get()s do not), so a watch on it loses events."""
         return self._connect(self.target())
 
     def _connect(self, target: str | None) -> Any:
