@@ -191,9 +191,8 @@ def test_an_end_that_comes_while_the_cycle_runs_the_reactor_still_wakes_the_next
     while time.monotonic() < end:  # more of a cycle's requests answered in the reactor
         broker.cancel({jobid}, "a test's cancel")
     wake.arm(broker, [tmp_path / "cancel"], [code], [code], since)
-    started = time.monotonic()
     wake.sleep(60)
-    assert wake.last == "flux" and time.monotonic() - started < 30
+    assert wake.last == "flux"  # not "timeout": the end woke it
     wake.close()
 
 

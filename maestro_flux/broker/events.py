@@ -142,8 +142,13 @@ class ListingWatch:
         """True if one of ``ids`` runs and is not in ``running``, or has ended (Maestro
         polls only jobs it has not seen end). The ids seen ended go into ``ended``."""
         self._inactive &= ids
+        found = self._look(ids, running, timeout, since)
         if ended is not None:
             ended |= self._inactive
+        return found
+
+    def _look(self, ids: set[int], running: set[int], timeout: float, since: float) -> bool:
+        """One listing, once INTERVAL has passed since the last (False before then)."""
         now = self._clock()
         if now < self._next:
             time.sleep(min(timeout, self._next - now))
@@ -158,8 +163,6 @@ class ListingWatch:
             if state == INACTIVE:
                 self._inactive.add(jobid)
             found = found or state == INACTIVE or (state in RUNNING and jobid not in running)
-        if ended is not None:
-            ended |= self._inactive
         return found
 
     def close(self) -> None:
