@@ -150,3 +150,24 @@ def test_the_function_length_scan_counts_whole_definitions():
 def test_the_adapter_stays_maestros_thin_face():
     lines = (PACKAGE / "maestro" / "adapter.py").read_text().count("\n")
     assert lines <= MAX_ADAPTER_LINES, f"maestro/adapter.py has {lines} lines"
+
+
+def _reactor_calls(tree: ast.Module) -> list[int]:
+    """Lines calling ``reactor_run``, ``reactor_start`` or ``then`` (a reactor callback)."""
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("reactor_run", "reactor_start", "then")]
+
+
+def test_the_package_never_runs_the_handles_reactor():
+    """The wait's journal is a stream on the conductor's one handle, and libflux drops
+    a stream's responses that a reactor run reads (real 0.76 and 0.88): everything else
+    on that handle reads its answers with get()."""
+    found = [f"{path.relative_to(PACKAGE)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+             for line in _reactor_calls(ast.parse(path.read_text()))]
+    assert found == []
+
+
+def test_the_reactor_scan_finds_each_form():
+    tree = ast.parse("h.reactor_run()\nf.then(cb)\nh.reactor_start()\nf.get()\n")
+    assert _reactor_calls(tree) == [1, 2, 3]

@@ -1,4 +1,4 @@
-"""Cancelling many jobs in one reactor pass."""
+"""Cancelling many jobs, all requests sent before the first answer is read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from maestro_flux.broker.bindings import bindings
 
 
 def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
-    """Cancel many jobs in one reactor pass, without a round trip per job.
+    """Cancel many jobs without a round trip per job.
 
     The job manager answers ENOENT both for a job that already ended and for an id
     it never had, in words that change between flux-core versions; one job-list
@@ -26,18 +26,18 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
         jobid -> None if canceled or already ended, else the OSError the broker answered.
     """
     job = bindings().job
+    # Every request is sent before the first answer is read (no round trip per job),
+    # and answers are read with get(), never the handle's reactor: libflux drops the
+    # responses a reactor run reads for a stream with no callback, which is the wait's
+    # journal on this same handle (measured on real 0.76 and 0.88).
+    futures = [(jobid, job.cancel_async(handle, jobid, reason)) for jobid in jobids]
     outcome: dict[int, OSError | None] = {}
-
-    def done(future: Any, jobid: int) -> None:
+    for jobid, future in futures:
         try:
             future.get()
             outcome[jobid] = None
         except OSError as err:
             outcome[jobid] = err
-
-    for jobid in jobids:
-        job.cancel_async(handle, jobid, reason).then(done, jobid)
-    handle.reactor_run()
     gone = {jobid for jobid, err in outcome.items() if err and err.errno == errno.ENOENT}
     if gone:
         known = {int(entry["id"]) for entry in listing.list_jobs(handle)}

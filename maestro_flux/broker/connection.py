@@ -100,12 +100,6 @@ class Broker:
             self._came_back()
         return self._handle
 
-    def separate_handle(self) -> Any:
-        """A new connection of its own, for a streaming request: libflux drops a stream's
-        responses that arrive while another caller runs the shared handle's reactor
-        (cancel_all does; synchronous get()s do not), so a watch on it loses events."""
-        return self._connect(self.target())
-
     def _connect(self, target: str | None) -> Any:
         where = self.label if target in (None, self.uri) else f"{self.label} ({target})"
         if remote.is_ssh(target):

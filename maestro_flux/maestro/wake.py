@@ -110,7 +110,7 @@ class Wake:
     def _open(self, broker: Broker) -> Any:
         if self._watch is None:
             try:
-                self._watch = events.watch_for(broker.separate_handle(), broker.is_guest())
+                self._watch = broker.call(lambda h: events.watch_for(h, broker.is_guest()))
             except (OSError, MaestroFluxError) as err:
                 return self._lost(broker, err)
             self.notices.log_once(LOGGER, logging.INFO, f"wake:{self._watch.how}",
