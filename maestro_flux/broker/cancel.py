@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import errno
 import pwd
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from maestro_flux.broker import listing
 from maestro_flux.broker.bindings import bindings
+
+#: Cancel requests in flight at once.
+WINDOW = 256
 
 
 def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
@@ -26,18 +30,19 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
         jobid -> None if canceled or already ended, else the OSError the broker answered.
     """
     job = bindings().job
-    # Every request is sent before the first answer is read (no round trip per job),
-    # and answers are read with get(), never the handle's reactor: libflux drops the
-    # responses a reactor run reads for a stream with no callback, which is the wait's
-    # journal on this same handle (measured on real 0.76 and 0.88).
-    futures = [(jobid, job.cancel_async(handle, jobid, reason)) for jobid in jobids]
+    # Up to WINDOW requests in flight (no round trip per job), each answer read with
+    # get(), never the handle's reactor: libflux drops the responses a reactor run reads
+    # for a stream with no callback, which is the wait's journal on this same handle.
+    # A future waited on holds a reactor and a cloned handle until it is freed, so each
+    # is dropped once read: holding 1000 at once aborted libflux (CI, real 0.76 Fluxion).
     outcome: dict[int, OSError | None] = {}
-    for jobid, future in futures:
-        try:
-            future.get()
-            outcome[jobid] = None
-        except OSError as err:
-            outcome[jobid] = err
+    in_flight: deque[tuple[int, Any]] = deque()
+    for jobid in jobids:
+        in_flight.append((jobid, job.cancel_async(handle, jobid, reason)))
+        if len(in_flight) >= WINDOW:
+            _read(outcome, *in_flight.popleft())
+    while in_flight:
+        _read(outcome, *in_flight.popleft())
     gone = {jobid for jobid, err in outcome.items() if err and err.errno == errno.ENOENT}
     if gone:
         known = {int(entry["id"]) for entry in listing.list_jobs(handle)}
@@ -46,6 +51,14 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
         if err is not None and err.errno == errno.EPERM:
             outcome[jobid] = _not_yours(handle, jobid, err)
     return outcome
+
+
+def _read(outcome: dict[int, OSError | None], jobid: int, future: Any) -> None:
+    try:
+        future.get()
+        outcome[jobid] = None
+    except OSError as err:
+        outcome[jobid] = err
 
 
 def _not_yours(handle: Any, jobid: int, err: OSError) -> OSError:
