@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import errno
 import pwd
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from maestro_flux.broker import listing
 from maestro_flux.broker.bindings import bindings
-
-#: Cancel requests in flight at once.
-WINDOW = 256
+from maestro_flux.broker.in_flight import in_flight
 
 
 def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSError | None]:
@@ -30,19 +27,16 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
         jobid -> None if canceled or already ended, else the OSError the broker answered.
     """
     job = bindings().job
-    # Up to WINDOW requests in flight (no round trip per job), each answer read with
-    # get(), never the handle's reactor: libflux drops the responses a reactor run reads
-    # for a stream with no callback, which is the wait's journal on this same handle.
-    # A future waited on holds a reactor and a cloned handle until it is freed, so each
-    # is dropped once read: holding 1000 at once aborted libflux (CI, real 0.76 Fluxion).
+    # Answers are read with get(), never the handle's reactor: libflux drops the
+    # responses a reactor run reads for a stream with no callback, which is the wait's
+    # journal on this same handle (measured on real 0.76 and 0.88).
     outcome: dict[int, OSError | None] = {}
-    in_flight: deque[tuple[int, Any]] = deque()
-    for jobid in jobids:
-        in_flight.append((jobid, job.cancel_async(handle, jobid, reason)))
-        if len(in_flight) >= WINDOW:
-            _read(outcome, *in_flight.popleft())
-    while in_flight:
-        _read(outcome, *in_flight.popleft())
+    for jobid, future in in_flight(jobids, lambda jobid: job.cancel_async(handle, jobid, reason)):
+        try:
+            future.get()
+            outcome[jobid] = None
+        except OSError as err:
+            outcome[jobid] = err
     gone = {jobid for jobid, err in outcome.items() if err and err.errno == errno.ENOENT}
     if gone:
         known = {int(entry["id"]) for entry in listing.list_jobs(handle)}
@@ -51,14 +45,6 @@ def cancel_all(handle: Any, jobids: Iterable[int], reason: str) -> dict[int, OSE
         if err is not None and err.errno == errno.EPERM:
             outcome[jobid] = _not_yours(handle, jobid, err)
     return outcome
-
-
-def _read(outcome: dict[int, OSError | None], jobid: int, future: Any) -> None:
-    try:
-        future.get()
-        outcome[jobid] = None
-    except OSError as err:
-        outcome[jobid] = err
 
 
 def _not_yours(handle: Any, jobid: int, err: OSError) -> OSError:

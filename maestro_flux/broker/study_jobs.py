@@ -9,7 +9,7 @@
 - :func:`list_jobs` is one ``job-list.list`` request for all of this user's jobs
   active or ended since the study began, whatever their number.
 - :func:`eventlogs` reads jobs' eventlogs (``job-info.lookup``, which a guest may do
-  for its own jobs), pipelined: up to WINDOW requests in flight, so 10,000 jobs cost
+  for its own jobs), pipelined (:mod:`maestro_flux.broker.in_flight`), so 10,000 jobs cost
   10,000 small answers and not 10,000 round trips. The report reads them on brokers
   whose job-list has no t_priority, for the time each job's dependencies were met.
 """
@@ -21,13 +21,12 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from maestro_flux.broker.in_flight import WINDOW, in_flight
+
 #: Attributes asked for when job-list offers them.
 WANTED = ("state", "result", "queue", "nnodes", "nodelist", "t_submit", "t_depend",
           "t_priority", "t_sched", "t_run", "t_cleanup", "t_inactive", "exception_occurred",
           "exception_type", "exception_note", "waitstatus", "dependencies", "name")
-#: job-info.lookup requests in flight at once.
-WINDOW = 256
-
 
 #: What every supported job-list lists (0.61.2 on), should list-attrs be refused.
 EVERYWHERE = frozenset(WANTED) - {"t_priority", "t_sched"}
@@ -68,26 +67,17 @@ def parse_eventlog(text: str) -> list[dict]:
 def eventlogs(handle: Any, ids: Iterable[int], window: int = WINDOW) -> dict[int, list[dict]]:
     """job id -> its eventlog's events, for each of ``ids`` the broker still has (a job
     it purged, or another user's, is left out)."""
-    wanted = list(ids)
     found: dict[int, list[dict]] = {}
-    in_flight: list[tuple[int, Any]] = []
-
-    def collect(jobid: int, future: Any) -> None:
+    lookups = in_flight(ids, lambda jobid: handle.rpc("job-info.lookup", {
+        "id": jobid, "keys": ["eventlog"], "flags": 0}), window)
+    for jobid, future in lookups:
         try:
             answer = future.get()
         except OSError:
-            return
+            continue
         text = answer.get("eventlog")
         if isinstance(text, str):
             found[jobid] = parse_eventlog(text)
         elif isinstance(text, list):  # asked decoded by a newer client
             found[jobid] = [event for event in text if isinstance(event, dict)]
-
-    for jobid in wanted:
-        in_flight.append((jobid, handle.rpc("job-info.lookup", {
-            "id": jobid, "keys": ["eventlog"], "flags": 0})))
-        if len(in_flight) >= window:
-            collect(*in_flight.pop(0))
-    for jobid, future in in_flight:
-        collect(jobid, future)
     return found

@@ -163,8 +163,11 @@ class Submissions:
 
     def answer(self, pending: Pending) -> Outcome:
         """The job's id, or the broker's refusal; a lost answer is looked for by token."""
+        # Read once (resolve searches by token): freed after this call, since a waited
+        # future holds a reactor and a handle, and a cycle may hold thousands of pendings.
+        future, pending.future = pending.future, None
         try:
-            number = pending.broker.submit_get_id(pending.future, pending.asks)
+            number = pending.broker.submit_get_id(future, pending.asks)
         except Exception as err:
             if not _answer_lost(err):
                 return self._refused(pending, err)
