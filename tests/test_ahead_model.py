@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from maestro_flux.model.ahead import (
+    MAX_WAITS,
     AheadJob,
     StepView,
     Verdict,
@@ -58,6 +59,32 @@ CHAIN = views(("a", (), "RUNNING", "fA", True), ("b", ("a",), "INITIALIZED", Non
 def test_next_wave(steps, ahead, excluded, budget, expected):
     wave = next_wave(steps, ahead, excluded, budget)
     assert [(send.name, send.waits_on) for send in wave] == expected
+
+
+def funnel(in_flux: int, finished: int) -> dict[str, StepView]:
+    parents = [(f"p{n}", (), "RUNNING", f"f{n}", True) for n in range(in_flux)]
+    parents += [(f"d{n}", (), "FINISHED", f"g{n}", False) for n in range(finished)]
+    return views(*parents, ("f", tuple(row[0] for row in parents), "INITIALIZED", None, False))
+
+
+@pytest.mark.parametrize("in_flux, finished, sent", [
+    (MAX_WAITS, 0, True),
+    (MAX_WAITS + 1, 0, False),
+    # finished parents are not waited on: only the jobs still in Flux count
+    (MAX_WAITS, 500, True),
+    (MAX_WAITS + 1, 500, False),
+])
+def test_a_funnel_goes_ahead_only_once_few_of_its_parents_jobs_are_left(in_flux, finished,
+                                                                        sent):
+    wave = next_wave(funnel(in_flux, finished), {})
+    assert [send.name for send in wave] == (["f"] if sent else [])
+    if sent:
+        assert sum(job is not None for _, job in wave[0].waits_on) == in_flux
+
+
+def test_a_wide_funnel_is_held_back_while_the_next_level_of_a_chain_still_goes():
+    steps = {**funnel(3, 0), **views(("c", ("p0",), "INITIALIZED", None, False))}
+    assert [send.name for send in next_wave(steps, {}, max_waits=2)] == ["c"]
 
 
 @pytest.mark.parametrize("steps, ahead, name, by_dependency, expected", [
