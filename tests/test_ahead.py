@@ -146,6 +146,34 @@ def wait_all_ended(graph: ExecutionGraph, names, timeout: float = 60) -> None:
     raise AssertionError("Flux did not run the chain")
 
 
+@pytest.mark.parametrize("max_waits, funnel_ahead", [(3, True), (2, False)])
+def test_a_funnel_wider_than_the_limit_waits_for_maestro_and_the_rest_goes_on(
+        flux_mode, tmp_path, monkeypatch, max_waits, funnel_ahead):
+    """Three leaves, a funnel over them and a step below it. Within the limit the funnel
+    and its child are in Flux after the first cycle; over it (the broker's cost of a
+    job's dependencies grows with their square) neither is, Maestro submits the funnel
+    once the leaves have finished, and every step still runs once."""
+    monkeypatch.setattr("maestro_flux.model.ahead.MAX_WAITS", max_waits)
+    leaves = [make_step(f"leaf{n}", cmd="sleep 1") for n in range(3)]
+    steps = [*leaves, make_step("funnel", cmd="true"), make_step("below", cmd="true")]
+    edges = [*((leaf.name, "funnel") for leaf in leaves), ("funnel", "below")]
+    graph = study(tmp_path, steps, edges)
+    assert graph.execute_ready_steps() == StudyStatus.RUNNING
+    in_flux = listed(graph, [leaf.name for leaf in leaves])
+    assert {leaf.name for leaf in leaves} <= set(in_flux)
+    if funnel_ahead:
+        in_flux = listed(graph, ["funnel", "below"])
+        assert {STATE_NAMES[in_flux[name][0]["state"]] for name in ("funnel", "below")} == {
+            "DEPEND"}
+    else:
+        assert not {"funnel", "below"} & set(in_flux)
+    status, _ = run(graph, sleep=0.3)
+    assert status == StudyStatus.FINISHED
+    names = [step.name for step in steps]
+    assert {name: len(e) for name, e in jobs_by_name(graph).items()} == dict.fromkeys(names, 1)
+    assert final_states(graph) == dict.fromkeys(names, "FINISHED")
+
+
 def test_a_failing_middle_link_leaves_todays_states_and_nothing_after_it_runs(flux_mode,
                                                                              tmp_path):
     commands = {"a": "true", "b": "sleep 0.5; exit 3", "c": "touch ran-c", "d": "touch ran-d"}

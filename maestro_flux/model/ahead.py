@@ -81,7 +81,7 @@ def _parent_job(parent: StepView, ahead: Mapping[str, AheadJob]) -> tuple[bool, 
 
 def next_wave(steps: Mapping[str, StepView], ahead: Mapping[str, AheadJob],
               excluded: Iterable[str] = (), budget: int | None = None,
-              max_waits: int = MAX_WAITS) -> list[Send]:
+              max_waits: int | None = None) -> list[Send]:
     """Steps that can be sent now, in the graph's order, at most ``budget`` of them.
 
     A step is sent when it is unsubmitted, has no job ahead, is not ``excluded``
@@ -90,6 +90,7 @@ def next_wave(steps: Mapping[str, StepView], ahead: Mapping[str, AheadJob],
     its steps parents with jobs, so calling this again, with the new jobs in
     ``ahead``, gives the next level.
     """
+    limit = MAX_WAITS if max_waits is None else max_waits
     skip = set(excluded)
     wave: list[Send] = []
     for step in steps.values():
@@ -106,7 +107,7 @@ def next_wave(steps: Mapping[str, StepView], ahead: Mapping[str, AheadJob],
                 break
             waits_on.append((name, job))
         else:
-            if sum(job is not None for _, job in waits_on) <= max_waits:
+            if sum(job is not None for _, job in waits_on) <= limit:
                 wave.append(Send(step.name, tuple(waits_on)))
     return wave
 
