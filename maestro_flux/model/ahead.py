@@ -61,7 +61,7 @@ FINISHED = "FINISHED"
 #: A step sent ahead waits on at most this many parents' jobs. Each dependency Flux
 #: resolves appends to the waiting job's eventlog, which the KVS rewrites whole, so a
 #: job's dependencies cost the broker the square of their number: a funnel over 3,000
-#: jobs made the sweep under it take twice as long (real flux-core 0.88.0; 500: +0.1%).
+#: jobs made the sweep under it take twice as long (real flux-core 0.88.0; at 500, within noise).
 #: A wider funnel goes ahead once its parents' jobs in Flux have fallen to this many,
 #: or is Maestro's to submit when they have all finished.
 MAX_WAITS = 128
